@@ -1,0 +1,1 @@
+"""incremental: add and split classes of a trained segmentation model."""

@@ -1,0 +1,268 @@
+"""Set distillation: the teacher's old class k is matched by the student's set T(k).
+
+``L_kd = -Σ_k q_k · log Σ_{c∈T(k)} p_c`` with ``q = softmax(teacher_logits / temperature)``.
+After a transition the teacher's "car" is the student's {car_other, police_car}, and (new
+class case) its "background" is {background, new}. MiB's unbiased KD (Cermelli et al., CVPR
+2020) is the case T(background) = {background} ∪ new classes.
+
+Label-conditioned distillation keeps, at a pixel with candidate set S, only the teacher classes
+whose T(k) meets S and renormalises q over them: on a pixel labeled "bag", the teacher's guess
+"coat" is impossible and no longer fights the label.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from incremental.losses._checks import (
+    check_candidates,
+    check_logits,
+    check_reduction,
+    reduce_pixels,
+)
+
+
+def _check_teacher_sets(teacher_sets: torch.Tensor, num_old: int, num_new: int) -> None:
+    if teacher_sets.shape != (num_old, num_new) or teacher_sets.dtype != torch.bool:
+        raise ValueError(
+            f"teacher_sets: expected a ({num_old}, {num_new}) bool tensor, got "
+            f"{tuple(teacher_sets.shape)} {teacher_sets.dtype}"
+        )
+    if not bool(teacher_sets.any(dim=1).all()):
+        empty = (~teacher_sets.any(dim=1)).nonzero().flatten().tolist()
+        raise ValueError(f"teacher_sets: teacher class(es) {empty} map to no student class")
+
+
+def _groups(teacher_sets: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int, torch.Tensor]]]:
+    """First member of every set (K,), and (k, members) of the sets with several members."""
+    first = teacher_sets.to(torch.int8).argmax(dim=1)
+    larger = [
+        (k, teacher_sets[k].nonzero().flatten())
+        for k in (teacher_sets.sum(dim=1) > 1).nonzero().flatten().tolist()
+    ]
+    return first, larger
+
+
+def _select_channels(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x.index_select(1, index)``, as a view where ``index`` starts with 0, 1, 2, ...
+
+    A transition keeps each old class at its own index, so the teacher's sets start on the
+    student's first K channels: a slice instead of a strided copy over every pixel.
+    """
+    index = index.to(x.device)
+    prefix = int((index == torch.arange(len(index), device=x.device)).cumprod(0).sum())
+    if prefix == 0:
+        return x.index_select(1, index)
+    head = x[:, :prefix]
+    if prefix == len(index):
+        return head
+    return torch.cat([head, x.index_select(1, index[prefix:])], dim=1)
+
+
+def _times_owner(probs: torch.Tensor, factor: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
+    """``probs * factor[:, owner]``: (B, C, H, W) x (B, K, H, W) -> (B, C, H, W), written in
+    one pass (the old classes' prefix is a slice, the created classes a small gather)."""
+    out = torch.empty_like(probs)
+    owner = owner.to(probs.device)
+    prefix = int((owner == torch.arange(len(owner), device=owner.device)).cumprod(0).sum())
+    prefix = min(prefix, factor.shape[1])
+    torch.mul(probs[:, :prefix], factor[:, :prefix], out=out[:, :prefix])
+    if prefix < probs.shape[1]:
+        rest = factor.index_select(1, owner[prefix:])
+        torch.mul(probs[:, prefix:], rest, out=out[:, prefix:])
+    return out
+
+
+def set_log_probs(log_probs: torch.Tensor, teacher_sets: torch.Tensor) -> torch.Tensor:
+    """Student log-probabilities of the teacher's sets, ``log Σ_{c∈T(k)} p_c``.
+
+    Args:
+        log_probs: (B, C, H, W) student log-softmax.
+        teacher_sets: (K, C) bool.
+
+    Returns:
+        (B, K, H, W). Singleton sets are a gather; only the few larger sets pay a logsumexp.
+    """
+    first, larger = _groups(teacher_sets)
+    out = _select_channels(log_probs, first).clone()
+    for k, members in larger:
+        out[:, k] = log_probs.index_select(1, members.to(log_probs.device)).logsumexp(dim=1)
+    return out
+
+
+#: Below this set probability ``log P_k`` of the fast path loses precision; such batches take
+#: an exact path through log-softmax.
+_SMALLEST_SET_PROB = 1e-30
+
+
+class _SetCrossEntropy(torch.autograd.Function):
+    """``-Σ_k q_k log P_k`` with ``P_k = Σ_{c∈T(k)} p_c``, for a T that partitions the student's
+    classes (k(c) = the set holding c) and a distribution q, with a hand-written backward:
+    ``∂L/∂z_c = p_c - q_{k(c)} p_c / P_{k(c)}``.
+
+    About half the cost of autograd through log-softmax, gather and logsumexp on CPU
+    (``benchmarks/loss_speed.py``).
+    """
+
+    @staticmethod
+    def forward(ctx, logits, q, teacher_sets, owner, probs):
+        if probs is None:
+            probs = logits.softmax(dim=1)
+        first, larger = _groups(teacher_sets)
+        set_probs = _select_channels(probs, first).clone()
+        for k, members in larger:
+            set_probs[:, k] = probs.index_select(1, members).sum(dim=1)
+        ctx.within_set = None
+        if bool((set_probs > _SMALLEST_SET_PROB).all()):
+            log_set_probs = set_probs.log()
+        else:  # a set far less likely than the argmax: exact but slower
+            log_probs = logits.log_softmax(dim=1)
+            log_set_probs = set_log_probs(log_probs, teacher_sets)
+            ctx.within_set = (log_probs - _select_channels(log_set_probs, owner)).exp()
+        ctx.save_for_backward(probs, q, set_probs, owner)
+        return -(q * log_set_probs).sum(dim=1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        probs, q, set_probs, owner = ctx.saved_tensors
+        if ctx.within_set is None:
+            grad_logits = _times_owner(probs, (q / set_probs).neg_().add_(1.0), owner)
+        else:
+            grad_logits = probs - _select_channels(q, owner) * ctx.within_set
+        return grad_logits.mul_(grad.unsqueeze(1)), None, None, None, None
+
+
+def teacher_probs(
+    teacher_logits: torch.Tensor,
+    temperature: float = 1.0,
+    candidates: torch.Tensor | None = None,
+    teacher_sets: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Teacher softmax (B, K, H, W), optionally conditioned on the student's candidate sets.
+
+    With ``candidates`` (B, C, H, W) and ``teacher_sets`` (K, C), teacher class k is kept at a
+    pixel only where T(k) meets the pixel's set; q is renormalised over the kept classes.
+    Every pixel keeps at least one class when the sets of T cover every student class.
+    """
+    scaled = teacher_logits.detach() / temperature
+    if candidates is not None:
+        if teacher_sets is None:
+            raise ValueError("label-conditioned teacher probabilities need teacher_sets")
+        compatible = (
+            torch.einsum(
+                "kc,bchw->bkhw", teacher_sets.to(scaled.dtype), candidates.to(scaled.dtype)
+            )
+            > 0
+        )
+        scaled = scaled.masked_fill(~compatible, float("-inf"))
+    return scaled.softmax(dim=1)
+
+
+def _set_cross_entropy(
+    logits: torch.Tensor,
+    q: torch.Tensor,
+    teacher_sets: torch.Tensor,
+    probs: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``-Σ_k q_k log P_k`` per pixel, (B, H, W)."""
+    owner_count = teacher_sets.sum(dim=0)
+    if bool((owner_count == 1).all()):
+        owner = teacher_sets.to(torch.int8).argmax(dim=0)
+        return _SetCrossEntropy.apply(logits, q, teacher_sets, owner, probs)
+    # T is not a partition (a class in two sets or none): plain autograd.
+    return -(q * set_log_probs(logits.log_softmax(dim=1), teacher_sets)).sum(dim=1)
+
+
+def set_distillation(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    teacher_sets: torch.Tensor,
+    temperature: float = 1.0,
+    candidates: torch.Tensor | None = None,
+    pixel_mask: torch.Tensor | None = None,
+    reduction: str = "mean",
+    probs: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Distill the teacher's old-class distribution into the student's sets of classes.
+
+    ``L = -Σ_k q_k · log Σ_{c∈T(k)} p_c``. The temperature scales the teacher only (MiB's
+    ``alpha`` is ``1 / temperature``). With one-to-one T this is the cross-entropy part of the
+    usual KL distillation (the two differ by the teacher's entropy, a constant).
+
+    Args:
+        student_logits: (B, C, H, W).
+        teacher_logits: (B, K, H, W); not differentiated.
+        teacher_sets: (K, C) bool, row k = T(k).
+        temperature: teacher softmax temperature.
+        candidates: optional (B, C, H, W) bool candidate sets for label-conditioned
+            distillation (see :func:`teacher_probs`).
+        pixel_mask: optional (B, H, W) bool, pixels that count.
+        reduction: ``"mean"`` over counted pixels, ``"sum"`` or ``"none"`` -> (B, H, W).
+        probs: optional ``student_logits.softmax(1)`` computed without grad, to share one
+            softmax with :func:`~incremental.losses.partial_cross_entropy`.
+    """
+    check_logits("student_logits", student_logits)
+    check_logits("teacher_logits", teacher_logits)
+    b, c, h, w = student_logits.shape
+    if teacher_logits.shape[0] != b or teacher_logits.shape[2:] != (h, w):
+        raise ValueError(
+            f"teacher_logits: expected (B={b}, K, H={h}, W={w}), got {tuple(teacher_logits.shape)}"
+        )
+    _check_teacher_sets(teacher_sets, teacher_logits.shape[1], c)
+    check_reduction(reduction)
+    if candidates is not None:
+        check_candidates(student_logits, candidates)
+    teacher_sets = teacher_sets.to(student_logits.device)
+    q = teacher_probs(teacher_logits, temperature, candidates, teacher_sets).to(
+        student_logits.dtype
+    )
+    loss = _set_cross_entropy(student_logits, q, teacher_sets, probs)
+    if pixel_mask is None:
+        weight = torch.ones_like(loss)
+    else:
+        weight = pixel_mask.to(loss.dtype)
+        loss = torch.where(pixel_mask, loss, torch.zeros_like(loss))
+    return reduce_pixels(loss, weight, reduction)
+
+
+class SetDistillation(nn.Module):
+    """Module form of :func:`set_distillation`; ``teacher_sets`` kept as a buffer.
+
+    Args:
+        teacher_sets: (K, C) bool.
+        temperature: teacher softmax temperature.
+        label_conditioned: condition the teacher on the candidate sets passed to ``forward``.
+    """
+
+    def __init__(
+        self,
+        teacher_sets: torch.Tensor,
+        temperature: float = 1.0,
+        label_conditioned: bool = False,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__()
+        self.register_buffer("teacher_sets", teacher_sets.bool())
+        self.temperature = temperature
+        self.label_conditioned = label_conditioned
+        self.reduction = reduction
+
+    def forward(
+        self,
+        student_logits: torch.Tensor,
+        teacher_logits: torch.Tensor,
+        candidates: torch.Tensor | None = None,
+        pixel_mask: torch.Tensor | None = None,
+        probs: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return set_distillation(
+            student_logits,
+            teacher_logits,
+            self.teacher_sets,
+            self.temperature,
+            candidates if self.label_conditioned else None,
+            pixel_mask,
+            self.reduction,
+            probs,
+        )

@@ -1,0 +1,107 @@
+"""Find a model's final classifier and expand it for a transition.
+
+Mass-preserving expansion (DESIGN §2): a student class hidden under old class P starts as a copy
+of P's classifier row, and P's k student classes all get bias ``b_P - log k``. Since
+``k · exp(z_P - log k) = exp(z_P)``, the student's probability of every set T(P) equals the
+teacher's probability of P exactly at step start (MiB's initialisation is the background case).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+from incremental.labels.transition import Transition
+
+INITS = ("mass_preserving", "random")
+
+
+def find_classifier(model: nn.Module, num_classes: int | None = None) -> tuple[str, nn.Conv2d]:
+    """The last ``Conv2d`` of ``model`` (with ``num_classes`` outputs when given).
+
+    Returns:
+        its qualified name and the module.
+    """
+    found: tuple[str, nn.Conv2d] | None = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d) and (
+            num_classes is None or module.out_channels == num_classes
+        ):
+            found = (name, module)
+    if found is None:
+        what = f" with {num_classes} output channels" if num_classes is not None else ""
+        raise ValueError(f"{type(model).__name__}: no Conv2d classifier{what} found")
+    return found
+
+
+def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
+
+
+@torch.no_grad()
+def expand_head(
+    model: nn.Module,
+    transition: Transition,
+    *,
+    split_aware: bool = True,
+    init: str = "mass_preserving",
+    classifier: str | None = None,
+) -> nn.Module:
+    """A copy of the teacher ``model`` whose classifier outputs the student's classes.
+
+    Args:
+        model: the teacher, with ``transition.num_old_classes`` outputs; not modified.
+        transition: the step.
+        split_aware: which teacher map decides where created classes come from (see
+            :meth:`Transition.teacher_sets`).
+        init: ``"mass_preserving"``, or ``"random"`` (old classes keep their rows, created
+            classes get the layer's default random init; naive fine-tuning).
+        classifier: the classifier's qualified name, if it cannot be found automatically.
+    """
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    student = copy.deepcopy(model)
+    if classifier is None:
+        name, old = find_classifier(student, transition.num_old_classes)
+    else:
+        name, old = classifier, student.get_submodule(classifier)
+        if not isinstance(old, nn.Conv2d) or old.out_channels != transition.num_old_classes:
+            raise ValueError(
+                f"classifier {classifier!r} is not a Conv2d with {transition.num_old_classes} "
+                f"outputs: {old}"
+            )
+    if old.bias is None and init == "mass_preserving":
+        raise ValueError(
+            f"classifier {name!r} has no bias: mass-preserving expansion needs one to shift "
+            "by -log k; use init='random'"
+        )
+    new = nn.Conv2d(
+        old.in_channels,
+        transition.num_student_classes,
+        old.kernel_size,
+        old.stride,
+        old.padding,
+        old.dilation,
+        old.groups,
+        old.bias is not None,
+        old.padding_mode,
+        device=old.weight.device,
+        dtype=old.weight.dtype,
+    )
+    index = {c: i for i, c in enumerate(transition.student_classes)}
+    for k, (old_class, members) in enumerate(transition.teacher_sets(split_aware).items()):
+        if init == "random":
+            members = (transition.representative(old_class),)
+        shift = math.log(len(members))
+        for member in members:
+            c = index[member]
+            new.weight[c] = old.weight[k]
+            if old.bias is not None:
+                new.bias[c] = old.bias[k] - shift
+    _set_submodule(student, name, new)
+    return student

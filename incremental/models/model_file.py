@@ -1,0 +1,103 @@
+"""The model file: weights, class names and how to rebuild the network, nothing executable.
+
+A model file is a plain dict saved with ``torch.save`` and loaded with ``weights_only=True``, so
+loading one never runs code from the file. It holds the smp architecture spec, the state dict,
+the class names and, for split classes, the parent each class evaluates under.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from incremental.io import write_atomic
+from incremental.models.create import create_model
+
+FORMAT = "incremental-model/1"
+
+
+@dataclass
+class ModelFile:
+    """What a model file holds.
+
+    Attributes:
+        spec: keyword arguments of :func:`create_model` (without ``num_classes``).
+        classes: output class names, in channel order.
+        state_dict: the network's weights.
+        parents: class -> parent class name for split children (empty if none).
+        metadata: free-form plain data (scenario, strategy, seed, metrics).
+    """
+
+    spec: dict[str, Any]
+    classes: list[str]
+    state_dict: dict[str, torch.Tensor]
+    parents: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> nn.Module:
+        """The network in eval mode, weights loaded."""
+        model = create_model(num_classes=len(self.classes), **self.spec)
+        model.load_state_dict(self.state_dict)
+        return model.eval()
+
+
+def save_model_file(
+    path: str | Path,
+    model: nn.Module,
+    spec: dict[str, Any],
+    classes: list[str] | tuple[str, ...],
+    parents: dict[str, str] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write a model file atomically."""
+    payload = {
+        "format": FORMAT,
+        "spec": _plain(spec),
+        "classes": list(classes),
+        "parents": dict(parents or {}),
+        "metadata": _plain(metadata or {}),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    return write_atomic(path, lambda f: torch.save(payload, f))
+
+
+def load_model_file(path: str | Path) -> ModelFile:
+    """Read a model file safely (``weights_only=True``); errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(
+            f"{path}: refused to load: the file holds objects other than tensors and plain data "
+            f"(possibly code); only incremental model files are accepted ({error})"
+        ) from None
+    except Exception as error:  # truncated or not a torch file
+        raise ValueError(f"{path}: not a readable model file ({error})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise ValueError(
+            f"{path}: not an incremental model file (format {got!r}, expected {FORMAT!r})"
+        )
+    return ModelFile(
+        spec=payload["spec"],
+        classes=list(payload["classes"]),
+        state_dict=payload["state_dict"],
+        parents=dict(payload.get("parents", {})),
+        metadata=dict(payload.get("metadata", {})),
+    )
+
+
+def _plain(value: Any) -> Any:
+    """Convert tuples and OmegaConf containers to plain lists and dicts for safe loading."""
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
