@@ -1,0 +1,134 @@
+"""Experiment configuration: structured defaults, a profile, the user's file, command-line flags.
+
+Merged with OmegaConf in that order, so a setting the user gave explicitly (in their file or on
+the command line) always wins over a profile or a strategy preset. Unknown keys and wrong types
+are errors naming the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from incremental.workflow import TrainConfig
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class ExperimentConfig:
+    """One experiment: scenarios x strategies x seeds.
+
+    Attributes:
+        name: experiment name (W&B group, default output folder).
+        scenarios: names in ``configs/scenario/`` or paths to scenario YAML files.
+        strategies: strategy presets (``incremental.strategies.PRESETS``), optionally with a
+            ``+replay`` suffix.
+        seeds: training seeds; each runs the whole grid.
+        profile: ``quick`` or ``full`` (``configs/profile/``), or a path to a profile YAML.
+        output: output folder (default ``outputs/<name>``).
+        cache_dir: where trained old models are cached by a hash of their config.
+        wandb: ``offline``, ``online`` or ``disabled``.
+        model: ``incremental.models.create_model`` arguments (``name`` or ``arch``/``encoder``).
+        train_old, train: loop settings of step 0 and step 1.
+        strategy_overrides: per strategy name, settings applied over its preset.
+        scenario_overrides: settings applied over every scenario's config (sizes...).
+        overwrite: replace an existing output folder's results.
+    """
+
+    name: str = "default"
+    scenarios: list[str] = field(default_factory=lambda: ["fashion-new-class", "fashion-split"])
+    strategies: list[str] = field(
+        default_factory=lambda: [
+            "finetune",
+            "mib",
+            "candidate-sets",
+            "candidate-sets+replay",
+            "joint",
+        ]
+    )
+    seeds: list[int] = field(default_factory=lambda: [0])
+    profile: str = "quick"
+    output: str | None = None
+    cache_dir: str = "outputs/cache"
+    wandb: str = "offline"
+    wandb_project: str = "incremental"
+    model: dict[str, Any] = field(default_factory=lambda: {"name": "tiny-unet"})
+    train_old: TrainConfig = field(default_factory=TrainConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    strategy_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scenario_overrides: dict[str, Any] = field(default_factory=dict)
+    overwrite: bool = False
+
+
+class ConfigError(ValueError):
+    """A configuration problem, naming the key or value."""
+
+
+def _load_yaml(path: Path, what: str) -> DictConfig:
+    if not path.is_file():
+        raise ConfigError(f"{what} not found: {path}")
+    try:
+        loaded = OmegaConf.load(path)
+    except Exception as error:
+        raise ConfigError(f"{path}: cannot read YAML: {error}") from None
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return loaded
+
+
+def profile_path(profile: str) -> Path:
+    path = Path(profile)
+    if path.suffix in (".yaml", ".yml"):
+        return path
+    known = sorted(p.stem for p in (CONFIG_DIR / "profile").glob("*.yaml"))
+    if profile not in known:
+        raise ConfigError(f"profile: unknown profile {profile!r}; known: {known} or a YAML path")
+    return CONFIG_DIR / "profile" / f"{profile}.yaml"
+
+
+def load_config(
+    path: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> DictConfig:
+    """Defaults <- profile <- the file at ``path`` <- ``overrides`` (dotted keys allowed)."""
+    schema = OmegaConf.structured(ExperimentConfig)
+    user = _load_yaml(Path(path), "config file") if path is not None else OmegaConf.create()
+    cli = OmegaConf.create()
+    for key, value in (overrides or {}).items():
+        OmegaConf.update(cli, key, value, force_add=True)
+    try:
+        profile = OmegaConf.merge(schema, user, cli).profile
+        profile_cfg = _load_yaml(profile_path(profile), "profile")
+        config = OmegaConf.merge(schema, profile_cfg, user, cli)
+    except OmegaConfBaseException as error:
+        raise ConfigError(_describe(error)) from None
+    if config.output is None:
+        config.output = f"outputs/{config.name}"
+    if config.wandb not in ("offline", "online", "disabled"):
+        raise ConfigError(
+            f"wandb: {config.wandb!r} is not one of ['offline', 'online', 'disabled']"
+        )
+    return config
+
+
+def _describe(error: OmegaConfBaseException) -> str:
+    """OmegaConf's message, first line, with the full key."""
+    key = getattr(error, "full_key", None)
+    message = str(error).splitlines()[0]
+    return f"{key}: {message}" if key else message
+
+
+def load_scenario_config(name: str, overrides: DictConfig | dict | None = None) -> dict[str, Any]:
+    """A scenario's config by name (``configs/scenario/``) or path, with overrides merged."""
+    path = Path(name)
+    if path.suffix not in (".yaml", ".yml"):
+        known = sorted(p.stem for p in (CONFIG_DIR / "scenario").glob("*.yaml"))
+        if name not in known:
+            raise ConfigError(f"scenarios: unknown scenario {name!r}; known: {known} or a path")
+        path = CONFIG_DIR / "scenario" / f"{name}.yaml"
+    config = OmegaConf.merge(_load_yaml(path, "scenario"), overrides or {})
+    return OmegaConf.to_container(config, resolve=True)

@@ -1,0 +1,39 @@
+"""Build a scenario's datasets from its config (``kind`` picks the builder)."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from experiments.config import ConfigError
+from incremental.data.fashion_scenario import FashionScenarioConfig, build_fashion_scenario
+from incremental.data.paper_scenario import build_paper_scenario
+from incremental.data.scenario import Scenario
+
+KINDS = ("fashion", "paper")
+
+
+def _check_keys(config: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(config) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"scenario {config.get('name')!r}: unknown key(s) {unknown}; allowed: {sorted(allowed)}"
+        )
+
+
+def build_scenario(config: dict[str, Any]) -> Scenario:
+    """``kind: fashion`` -> the embedded Fashion scenes; ``kind: paper`` -> VOC / ADE20K."""
+    config = dict(config)
+    kind = config.pop("kind", None)
+    try:
+        if kind == "fashion":
+            _check_keys(config, set(FashionScenarioConfig.__dataclass_fields__))
+            return build_fashion_scenario(FashionScenarioConfig(**config))
+        if kind == "paper":
+            _check_keys(config, set(inspect.signature(build_paper_scenario).parameters))
+            return build_paper_scenario(**config)
+    except TypeError as error:  # a missing required key
+        raise ConfigError(f"scenario {config.get('name')!r}: {error}") from None
+    raise ConfigError(
+        f"scenario {config.get('name')!r}: unknown kind {kind!r}; known: {list(KINDS)}"
+    )

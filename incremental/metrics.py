@@ -1,0 +1,80 @@
+"""Segmentation scores from one confusion matrix: per-class IoU, old / new / all mIoU, hIoU,
+and parent-level IoU for split classes (children merged).
+
+The confusion matrix is accumulated by torchmetrics (synchronised across processes); every
+score derives from it, so parent-level scores need no second pass over the data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+
+
+def iou_per_class(confusion: torch.Tensor) -> torch.Tensor:
+    """(C, C) confusion matrix (rows = target, columns = prediction) -> (C,) IoU.
+
+    NaN for a class with neither ground truth nor predictions (it does not count in means).
+    """
+    confusion = confusion.double()
+    tp = confusion.diagonal()
+    union = confusion.sum(dim=0) + confusion.sum(dim=1) - tp
+    return torch.where(union > 0, tp / union.clamp_min(1), torch.full_like(tp, float("nan")))
+
+
+def merge_confusion(confusion: torch.Tensor, groups: Sequence[int]) -> torch.Tensor:
+    """Merge classes: ``groups[c]`` is the merged index of class c. (C, C) -> (G, G)."""
+    g = torch.as_tensor(groups, dtype=torch.long, device=confusion.device)
+    n = int(g.max()) + 1
+    onehot = torch.nn.functional.one_hot(g, n).to(confusion.dtype)
+    return onehot.T @ confusion @ onehot
+
+
+def harmonic_mean(a: float, b: float) -> float:
+    if not (a > 0 and b > 0):
+        return 0.0 if a == a and b == b else float("nan")
+    return 2 * a * b / (a + b)
+
+
+def _nanmean(values: torch.Tensor) -> float:
+    finite = values[~values.isnan()]
+    return float(finite.mean()) if len(finite) else float("nan")
+
+
+def segmentation_scores(
+    confusion: torch.Tensor,
+    classes: Sequence[str],
+    new_classes: Sequence[str] = (),
+    parents: Mapping[str, str] | None = None,
+) -> dict[str, float]:
+    """Every score of a results row.
+
+    Args:
+        confusion: (C, C) counts, rows = target.
+        classes: the C class names.
+        new_classes: classes the step created (new classes, split children and remainders);
+            the rest are old.
+        parents: class -> parent name; when some differ from the class itself, parent-level
+            IoU (children merged) is added as ``parent_iou/<name>`` and ``miou_parent``.
+
+    Returns:
+        ``miou_all``, ``miou_old``, ``miou_new``, ``hiou`` (harmonic mean of old and new) and
+        ``iou/<class>`` for every class (fractions in [0, 1]).
+    """
+    iou = iou_per_class(confusion)
+    is_new = torch.tensor([c in set(new_classes) for c in classes])
+    scores = {
+        "miou_all": _nanmean(iou),
+        "miou_old": _nanmean(iou[~is_new]),
+        "miou_new": _nanmean(iou[is_new]) if bool(is_new.any()) else float("nan"),
+    }
+    scores["hiou"] = harmonic_mean(scores["miou_old"], scores["miou_new"])
+    scores.update({f"iou/{c}": float(v) for c, v in zip(classes, iou, strict=True)})
+    if parents and any(parents.get(c, c) != c for c in classes):
+        names = list(dict.fromkeys(parents.get(c, c) for c in classes))
+        merged = merge_confusion(confusion, [names.index(parents.get(c, c)) for c in classes])
+        parent_iou = iou_per_class(merged)
+        scores["miou_parent"] = _nanmean(parent_iou)
+        scores.update({f"parent_iou/{n}": float(v) for n, v in zip(names, parent_iou, strict=True)})
+    return scores

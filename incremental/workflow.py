@@ -1,0 +1,301 @@
+"""Training a step end to end: the old model (step 0) and a strategy's step 1.
+
+Thin functions over the LightningModule and DataModule that the experiment runner, the
+notebook and users' scripts share. Checkpoints are selected on the validation split; test
+scores come from the best checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger
+from torch import nn
+
+from incremental.data.base import SegmentationSource
+from incremental.data.datamodule import IncrementalDataModule
+from incremental.data.scenario import Scenario
+from incremental.labels import CandidateSetTable, Transition
+from incremental.models import create_model, expand_head
+from incremental.module import IncrementalSegmenter
+from incremental.strategies import StrategyConfig
+
+MONITOR = "val/miou_all"
+
+
+@dataclass
+class TrainConfig:
+    """Loop settings of one training run.
+
+    Attributes:
+        epochs: maximum epochs (early stopping may end sooner).
+        epoch_size: training samples per epoch (default: the sources' total).
+        batch_size, eval_batch_size: loader batch sizes.
+        lr, weight_decay, optimizer: ``"adamw"`` or ``"sgd"``; the learning rate decays
+            polynomially to 0.
+        num_workers: data loader processes.
+        accelerator, devices, strategy, num_nodes: Lightning's (``"cpu"``/``"gpu"``/
+            ``"auto"``; ``strategy="ddp"`` for several processes).
+        precision: Lightning precision; ``"32-true"`` unless asked (mixed precision is opt-in).
+        early_stopping_patience: validation epochs without improvement before stopping; None
+            disables early stopping.
+        deterministic: ``torch.use_deterministic_algorithms``; ``"warn"`` on GPUs where an op
+            has no deterministic kernel.
+        progress_bar: Lightning's progress bar.
+        on_non_finite: ``"raise"`` or ``"skip"`` a batch whose loss is not finite.
+        crop_size: random training crop (None: whole images).
+        augment: ``"none"``, ``"flip"`` or ``"full"`` training augmentation.
+        limit_train_batches, limit_val_batches: Lightning's, for smoke runs.
+    """
+
+    epochs: int = 4
+    epoch_size: int | None = None
+    batch_size: int = 16
+    eval_batch_size: int | None = None
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"
+    num_workers: int = 0
+    accelerator: str = "cpu"
+    devices: Any = 1
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "32-true"
+    early_stopping_patience: int | None = None
+    deterministic: Any = True
+    progress_bar: bool = True
+    on_non_finite: str = "raise"
+    crop_size: int | None = None
+    augment: str = "full"
+    limit_train_batches: Any = 1.0
+    limit_val_batches: Any = 1.0
+
+
+@dataclass
+class StepResult:
+    """A trained model and its scores on the test split (fractions in [0, 1])."""
+
+    model: nn.Module
+    scores: dict[str, float]
+    best_checkpoint: str | None
+
+
+def make_trainer(
+    config: TrainConfig, out_dir: Path, loggers: list[Logger] | None = None
+) -> L.Trainer:
+    """A Trainer that keeps the best checkpoint on validation mIoU and the last one."""
+    callbacks: list[L.Callback] = [
+        ModelCheckpoint(
+            dirpath=out_dir / "checkpoints",
+            filename="best",
+            monitor=MONITOR,
+            mode="max",
+            save_last=True,
+        )
+    ]
+    if config.early_stopping_patience is not None:
+        callbacks.append(
+            EarlyStopping(MONITOR, mode="max", patience=config.early_stopping_patience)
+        )
+    return L.Trainer(
+        default_root_dir=out_dir,
+        max_epochs=config.epochs,
+        accelerator=config.accelerator,
+        devices=config.devices,
+        strategy=config.strategy,
+        num_nodes=config.num_nodes,
+        precision=config.precision,
+        deterministic=config.deterministic,
+        logger=loggers if loggers else [CSVLogger(out_dir, name="logs")],
+        callbacks=callbacks,
+        enable_progress_bar=config.progress_bar,
+        enable_model_summary=False,
+        log_every_n_steps=10,
+        limit_train_batches=config.limit_train_batches,
+        limit_val_batches=config.limit_val_batches,
+        num_sanity_val_steps=0,
+    )
+
+
+def _fit_and_test(
+    module: IncrementalSegmenter,
+    datamodule: IncrementalDataModule,
+    config: TrainConfig,
+    out_dir: Path,
+    loggers: list[Logger] | None,
+    resume_from: str | None = None,
+) -> StepResult:
+    trainer = make_trainer(config, out_dir, loggers)
+    with warnings.catch_warnings():
+        # Lightning suggests workers on every CPU run; num_workers is the user's choice.
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*is smaller than the logging interval.*")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+        best = trainer.checkpoint_callback.best_model_path or None
+        trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+    return StepResult(module.student, dict(module.test_scores), best)
+
+
+def train_old_model(
+    scenario: Scenario,
+    model_spec: dict[str, Any],
+    config: TrainConfig,
+    seed: int,
+    out_dir: str | Path,
+    loggers: list[Logger] | None = None,
+) -> StepResult:
+    """Step 0: train the teacher on the old images in the old classes.
+
+    Validation and test both use ``scenario.old_val`` (old classes; the step-1 test scenes
+    hold classes the old model does not know).
+    """
+    L.seed_everything(seed, workers=True, verbose=False)
+    out_dir = Path(out_dir)
+    identity = Transition(scenario.transition.old_classes)
+    table = CandidateSetTable([scenario.old_train.declaration], identity)
+    model = create_model(num_classes=identity.num_student_classes, **model_spec)
+    module = IncrementalSegmenter(
+        model,
+        identity,
+        table,
+        StrategyConfig(distillation="none", refine=False),
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        on_non_finite=config.on_non_finite,
+        optimizer=config.optimizer,
+    )
+    datamodule = _datamodule(
+        [scenario.old_train], scenario.old_val, scenario.old_val, None, config, seed
+    )
+    return _fit_and_test(module, datamodule, config, out_dir, loggers)
+
+
+def training_sources(scenario: Scenario, strategy: StrategyConfig) -> list[SegmentationSource]:
+    """The step-1 training data of a strategy: new images, old images when replaying, full
+    labels for the oracle."""
+    if strategy.labels == "full":
+        missing = [n for n in ("new_train_full", "old_train_full") if getattr(scenario, n) is None]
+        if missing:
+            raise ValueError(
+                f"scenario {scenario.name!r}: the oracle needs fully labeled data ({missing})"
+            )
+        full = [scenario.new_train_full]
+        return full + [scenario.old_train_full] if strategy.replay else full
+    return [scenario.new_train, scenario.old_train] if strategy.replay else [scenario.new_train]
+
+
+def strategy_table(
+    sources: list[SegmentationSource], transition: Transition, strategy: StrategyConfig
+) -> CandidateSetTable:
+    """The training sources' candidate sets as the strategy reads their labels."""
+    return CandidateSetTable(
+        [s.declaration for s in sources],
+        transition,
+        unlabeled=strategy.unlabeled,
+        old_labels=strategy.old_labels,
+        split_aware=strategy.split_aware,
+        # Naive baselines (fine-tuning, freezing) may leave a class untaught: that is the
+        # failure they exist to show, not a configuration error.
+        check_teachable=strategy.uses_teacher or strategy.labels == "full",
+    )
+
+
+def train_step(
+    scenario: Scenario,
+    teacher: nn.Module,
+    model_spec: dict[str, Any],
+    strategy: StrategyConfig,
+    config: TrainConfig,
+    seed: int,
+    out_dir: str | Path,
+    loggers: list[Logger] | None = None,
+    resume_from: str | None = None,
+) -> StepResult:
+    """Step 1: expand the teacher's head and train with ``strategy``; test on the best
+    validation checkpoint."""
+    L.seed_everything(seed, workers=True, verbose=False)
+    out_dir = Path(out_dir)
+    transition = scenario.transition
+    sources = training_sources(scenario, strategy)
+    table = strategy_table(sources, transition, strategy)
+    if strategy.init_from == "scratch":
+        student = create_model(num_classes=transition.num_student_classes, **model_spec)
+    else:
+        student = expand_head(
+            teacher, transition, split_aware=strategy.split_aware, init=strategy.init
+        )
+    weights = class_weights(sources, table) if strategy.class_weights else None
+    module = IncrementalSegmenter(
+        student,
+        transition,
+        table,
+        strategy,
+        teacher=teacher,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        class_weights=weights,
+        on_non_finite=config.on_non_finite,
+    )
+    shares = None
+    if strategy.replay and strategy.labels == "partial":
+        shares = [1.0 - strategy.old_share, strategy.old_share]
+    datamodule = _datamodule(sources, scenario.val, scenario.test, shares, config, seed)
+    return _fit_and_test(module, datamodule, config, out_dir, loggers, resume_from)
+
+
+def _datamodule(
+    sources: list[SegmentationSource],
+    val: SegmentationSource,
+    test: SegmentationSource | None,
+    shares: list[float] | None,
+    config: TrainConfig,
+    seed: int,
+) -> IncrementalDataModule:
+    return IncrementalDataModule(
+        [(s, i) for i, s in enumerate(sources)],
+        val,
+        test,
+        shares=shares,
+        epoch_size=config.epoch_size,
+        batch_size=config.batch_size,
+        eval_batch_size=config.eval_batch_size,
+        num_workers=config.num_workers,
+        seed=seed,
+        crop_size=config.crop_size,
+        augment=config.augment,
+    )
+
+
+def class_weights(
+    sources: list[SegmentationSource], table: CandidateSetTable, max_images: int = 2000
+) -> torch.Tensor:
+    """Median-frequency class weights from the pixels whose candidate set is one class.
+
+    ``w_c = median(f) / f_c`` over classes seen as singletons; unseen classes get weight 1.
+    At most ``max_images`` images per source are read.
+    """
+    counts = torch.zeros(len(table.classes), dtype=torch.float64)
+    for row, source in enumerate(sources):
+        for i in range(min(len(source), max_images)):
+            _, mask = source.load(i)
+            sets = table.sets[row][torch.from_numpy(mask).long()]  # (H, W, C)
+            single = sets.sum(dim=-1) == 1
+            counts += sets[single].sum(dim=0).double()
+    seen = counts > 0
+    weights = torch.ones_like(counts)
+    if bool(seen.any()):
+        freq = counts / counts.sum()
+        weights[seen] = freq[seen].median() / freq[seen]
+    logging.getLogger(__name__).info("class weights: %s", weights.tolist())
+    return weights.float()
+
+
+def train_config_dict(config: TrainConfig) -> dict[str, Any]:
+    return asdict(config)

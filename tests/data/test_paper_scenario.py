@@ -1,0 +1,56 @@
+"""A paper benchmark's step 1 as a scenario, on a fake VOC tree with the real layout."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from experiments.scenarios import build_scenario
+from incremental.labels import CandidateSetTable
+
+_spec = importlib.util.spec_from_file_location(
+    "make_paper_trees", Path(__file__).with_name("make_paper_trees.py")
+)
+make_paper_trees = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(make_paper_trees)
+
+
+@pytest.fixture(scope="module")
+def voc_root(tmp_path_factory):
+    return make_paper_trees.make_voc_tree(tmp_path_factory.mktemp("voc"))
+
+
+def test_voc_15_5_scenario(voc_root):
+    sc = build_scenario(
+        {
+            "kind": "paper",
+            "name": "voc-15-5",
+            "dataset": "voc",
+            "root": str(voc_root),
+            "task": "15-5",
+            "val_fraction": 0.5,
+        }
+    )
+    assert sc.transition.num_old_classes == 16 and sc.transition.new_classes[0] == "pottedplant"
+    train_stems = {sc.new_train.base.stems[i] for i in sc.new_train.indices}
+    train_stems |= {sc.old_train.base.stems[i] for i in sc.old_train.indices}
+    val_stems = {sc.val.base.stems[i] for i in sc.val.indices}
+    assert val_stems and not val_stems & train_stems  # held out, never trained on
+    assert {sc.test.base.stems[i] for i in sc.test.indices} <= set(make_paper_trees.VOC_VAL)
+    CandidateSetTable([sc.new_train.declaration, sc.old_train.declaration], sc.transition)
+    for i in range(len(sc.val)):
+        assert sc.val.load(i)[1].max() in set(range(21)) | {255}
+
+
+def test_multi_step_task_is_refused_clearly(voc_root):
+    with pytest.raises(ValueError, match="has 6 steps"):
+        build_scenario(
+            {"kind": "paper", "name": "v", "dataset": "voc", "root": str(voc_root), "task": "15-1"}
+        )
+
+
+def test_unknown_key(voc_root):
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['tsk'\]"):
+        build_scenario({"kind": "paper", "name": "v", "dataset": "voc", "tsk": "15-5"})

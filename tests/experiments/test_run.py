@@ -1,0 +1,96 @@
+"""The experiment runner end to end, in-process, on tiny scenes."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from experiments.run import main
+from incremental.models import load_model_file
+
+TINY = {
+    "name": "tiny",
+    "scenarios": ["fashion-new-class", "fashion-split"],
+    "strategies": ["finetune", "candidate-sets+replay"],
+    "seeds": [0],
+    "wandb": "disabled",
+    "train_old": {"epochs": 1, "batch_size": 4, "progress_bar": False, "limit_train_batches": 3},
+    "train": {"epochs": 1, "batch_size": 4, "progress_bar": False, "limit_train_batches": 2},
+    "scenario_overrides": {
+        "sizes": {"old_train": 12, "new_train": 8, "val": 4, "test": 4, "old_val": 4},
+        "image_size": 32,
+    },
+}
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump({**TINY, "cache_dir": str(tmp_path / "cache")}))
+    return path
+
+
+def test_run_writes_every_output(tmp_path, config_file, capsys):
+    out = tmp_path / "out"
+    assert main([str(config_file), "--output", str(out)]) == 0
+    frame = pd.read_csv(out / "results.csv")
+    expected = [
+        "scenario",
+        "strategy",
+        "seed",
+        "replay",
+        "miou_all",
+        "miou_old",
+        "miou_new",
+        "hiou",
+    ]
+    assert list(frame.columns[:8]) == expected
+    assert "iou/bag" in frame and "iou/sneaker" in frame and "parent_iou/footwear" in frame
+    assert len(frame) == 4
+    assert set(frame["strategy"]) == {"finetune", "candidate-sets"}
+    assert frame.set_index("strategy").loc["candidate-sets", "replay"].all()
+    assert (out / "summary.md").read_text().startswith("# Experiment tiny")
+    assert (out / "comparison.png").stat().st_size > 1000
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["train"]["epochs"] == 1 and saved["profile"] == "quick"
+    model = load_model_file(out / "models" / "fashion-split" / "candidate-sets+replay-seed0.pt")
+    assert model.classes[-1] == "sneaker" and model.parents["sneaker"] == "footwear"
+    assert model.build()(torch.zeros(1, 3, 32, 32)).shape == (1, 7, 32, 32)
+    printed = capsys.readouterr().out
+    assert "| fashion-split | candidate-sets | True |" in printed
+
+    # The old models are cached: a second experiment reuses them.
+    cached = sorted((tmp_path / "cache").glob("old-*.pt"))
+    assert len(cached) == 2
+    stamps = [p.stat().st_mtime_ns for p in cached]
+    out2 = tmp_path / "out2"
+    assert main([str(config_file), "--output", str(out2), "--strategies", "finetune"]) == 0
+    assert [p.stat().st_mtime_ns for p in cached] == stamps
+    assert not (out2 / "runs" / "fashion-split" / "old-model").exists()
+
+
+def test_existing_results_are_not_overwritten(tmp_path, config_file, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.csv").write_text("keep me")
+    assert main([str(config_file), "--output", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "results.csv").read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--strategies", "mibb"], "unknown strategy 'mibb'"),
+        (["--set", "train.epochz=2"], "train.epochz"),
+        (["--set", "train.epochs=many"], "train.epochs"),
+        (["--scenarios", "nope"], "unknown scenario 'nope'"),
+        (["--profile", "fast"], "unknown profile 'fast'"),
+        (["--set", "strategy_overrides.mib.kd_wieght=1", "--strategies", "mib"], "kd_wieght"),
+    ],
+)
+def test_bad_config_is_a_clear_error(tmp_path, config_file, capsys, args, message):
+    assert main([str(config_file), "--output", str(tmp_path / "o"), *args]) == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,56 @@
+"""Step 0 and step 1 end to end on tiny data (one short epoch each)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from incremental.labels import CandidateSetTable
+from incremental.models import load_model_file, save_model_file
+from incremental.strategies import resolve_strategy
+from incremental.workflow import TrainConfig, class_weights, train_old_model, train_step
+
+FAST = TrainConfig(epochs=1, batch_size=4, progress_bar=False, augment="flip")
+
+
+def test_old_model_then_step(tmp_path, split_scenario):
+    spec = {"name": "tiny-unet"}
+    old = train_old_model(split_scenario, spec, FAST, 0, tmp_path / "old")
+    assert set(split_scenario.transition.old_classes) == {
+        k.removeprefix("iou/") for k in old.scores if k.startswith("iou/")
+    }
+    step = train_step(
+        split_scenario, old.model, spec, resolve_strategy("plop"), FAST, 0, tmp_path / "plop"
+    )
+    for key in ("miou_all", "miou_old", "miou_new", "hiou", "miou_parent", "iou/sneaker"):
+        assert key in step.scores and not math.isnan(step.scores[key]), key
+    assert step.best_checkpoint and step.best_checkpoint.endswith("best.ckpt")
+    path = save_model_file(
+        tmp_path / "m.pt", step.model, spec, split_scenario.transition.student_classes
+    )
+    loaded = load_model_file(path).build()
+    x = torch.randn(1, 3, 32, 32)
+    torch.testing.assert_close(loaded(x), step.model.eval()(x))
+
+
+def test_class_weights_favour_rare_classes(new_class_scenario):
+    sources = [new_class_scenario.new_train, new_class_scenario.old_train]
+    table = CandidateSetTable([s.declaration for s in sources], new_class_scenario.transition)
+    weights = class_weights(sources, table)
+    classes = new_class_scenario.transition.student_classes
+    assert weights.shape == (len(classes),)
+    # Background is never a singleton here (old images: {background, bag}): weight 1.
+    assert weights[classes.index("background")] == 1.0
+    counts = {c: 0 for c in classes}
+    for row, source in enumerate(sources):
+        for i in range(len(source)):
+            for value, n in zip(*np.unique(source.load(i)[1], return_counts=True), strict=True):
+                members = table.candidate_set(table.dataset_names[row], int(value))
+                if len(members) == 1:
+                    counts[next(iter(members))] += n
+    seen = {c: n for c, n in counts.items() if n}
+    median = float(np.median(list(seen.values())))
+    for c, n in seen.items():
+        assert math.isclose(weights[classes.index(c)], median / n, rel_tol=1e-5), c
