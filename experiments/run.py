@@ -34,7 +34,7 @@ from experiments.report import (
     summary_table,
     write_summary,
 )
-from experiments.scenarios import build_scenario
+from experiments.scenarios import build_scenarios
 from incremental.data.scenario import Scenario
 from incremental.models import load_model_file, save_model_file
 from incremental.strategies import resolve_strategy
@@ -87,7 +87,6 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, An
         key, sep, value = item.partition("=")
         if not sep:
             parser.error(f"--set: expected KEY=VALUE, got {item!r}")
-        overrides[key] = OmegaConf.create({"v": value}).v if value else value
         overrides[key] = _parse_value(value)
     return args, overrides
 
@@ -198,32 +197,34 @@ def run_experiment(config: DictConfig) -> Any:
     scenario_cfgs = {
         name: load_scenario_config(name, config.scenario_overrides) for name in config.scenarios
     }
-    total = len(config.scenarios) * len(config.seeds) * len(strategies)
+    steps = {name: build_scenarios(cfg) for name, cfg in scenario_cfgs.items()}
+    total = sum(len(s) for s in steps.values()) * len(config.seeds) * len(strategies)
     rows, done, started = [], 0, time.time()
-    for scenario_cfg in scenario_cfgs.values():
-        scenario = build_scenario(scenario_cfg)
+    for name_, scenario_cfg in scenario_cfgs.items():
+        scenarios = steps[name_]
         for seed in config.seeds:
-            teacher = old_model(config, scenario_cfg, scenario, seed, out)
+            teacher = old_model(config, scenario_cfg, scenarios[0], seed, out)
             log.info(
                 "%s seed %d: old model mIoU %.3f (old val)",
-                scenario.name,
+                name_,
                 seed,
                 teacher.scores.get("miou_all", float("nan")),
             )
             for name, strategy in strategies.items():
-                done += 1
-                print(
-                    f"[{done}/{total}] {scenario.name} | {name} | seed {seed} "
-                    f"({time.time() - started:.0f} s elapsed)",
-                    flush=True,
-                )
-                rows.append(
-                    _run_strategy(
-                        config, scenario, scenario_cfg, teacher, name, strategy, seed, out
+                model = teacher.model  # each step starts from the previous step's model
+                for scenario in scenarios:
+                    done += 1
+                    print(
+                        f"[{done}/{total}] {scenario.name} | {name} | seed {seed} "
+                        f"({time.time() - started:.0f} s elapsed)",
+                        flush=True,
                     )
-                )
-                frame = results_frame(rows)
-                frame.to_csv(out / "results.csv", index=False)  # after every run: nothing lost
+                    row, model = _run_strategy(
+                        config, scenario, scenario_cfg, teacher, model, name, strategy, seed, out
+                    )
+                    rows.append(row)
+                    frame = results_frame(rows)
+                    frame.to_csv(out / "results.csv", index=False)  # after every run
     frame = results_frame(rows)
     notes = [
         f"Profile `{config.profile}`, model `{_train_dict(config.model)}`, "
@@ -250,7 +251,10 @@ def _strategy(config: DictConfig, name: str):
         raise ConfigError(f"strategies: {error}") from None
 
 
-def _run_strategy(config, scenario, scenario_cfg, teacher, name, strategy, seed, out) -> dict:
+def _run_strategy(
+    config, scenario, scenario_cfg, teacher, start_model, name, strategy, seed, out
+) -> tuple[dict, Any]:
+    """One step of one strategy from ``start_model``; returns its results row and model."""
     base = name.partition("+")[0]
     run_dir = out / "runs" / scenario.name / name / f"seed{seed}"
     train = _train_dict(config.train)
@@ -264,7 +268,7 @@ def _run_strategy(config, scenario, scenario_cfg, teacher, name, strategy, seed,
     started = time.time()
     result = train_step(
         scenario,
-        teacher.model,
+        start_model,
         _train_dict(config.model),
         strategy,
         TrainConfig(**train),
@@ -286,7 +290,7 @@ def _run_strategy(config, scenario, scenario_cfg, teacher, name, strategy, seed,
             "scores": result.scores,
         },
     )
-    return {
+    row = {
         "scenario": scenario.name,
         "strategy": base,
         "seed": seed,
@@ -296,6 +300,7 @@ def _run_strategy(config, scenario, scenario_cfg, teacher, name, strategy, seed,
         "train_seconds": round(time.time() - started, 1),
         **{f"scenario/{k}": v for k, v in scenario.info.items()},
     }
+    return row, result.model
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,7 @@ from typing import Any
 
 from experiments.config import ConfigError
 from incremental.data.fashion_scenario import FashionScenarioConfig, build_fashion_scenario
-from incremental.data.paper_scenario import build_paper_scenario
+from incremental.data.paper_scenario import build_paper_scenarios
 from incremental.data.scenario import Scenario
 
 KINDS = ("fashion", "paper")
@@ -22,16 +22,25 @@ def _check_keys(config: dict[str, Any], allowed: set[str]) -> None:
 
 
 def build_scenario(config: dict[str, Any]) -> Scenario:
-    """``kind: fashion`` -> the embedded Fashion scenes; ``kind: paper`` -> VOC / ADE20K."""
+    """The scenario of a one-step config (every Fashion scenario, two-step paper tasks)."""
+    scenarios = build_scenarios(config)
+    if len(scenarios) != 1:
+        raise ConfigError(f"scenario {config.get('name')!r} has {len(scenarios)} steps")
+    return scenarios[0]
+
+
+def build_scenarios(config: dict[str, Any]) -> list[Scenario]:
+    """One scenario per incremental step: ``kind: fashion`` -> the embedded Fashion scenes
+    (one step); ``kind: paper`` -> VOC / ADE20K tasks (one scenario per step after step 0)."""
     config = dict(config)
     kind = config.pop("kind", None)
     try:
         if kind == "fashion":
             _check_keys(config, set(FashionScenarioConfig.__dataclass_fields__))
-            return build_fashion_scenario(FashionScenarioConfig(**config))
+            return [build_fashion_scenario(FashionScenarioConfig(**config))]
         if kind == "paper":
-            _check_keys(config, set(inspect.signature(build_paper_scenario).parameters))
-            return build_paper_scenario(**config)
+            _check_keys(config, set(inspect.signature(build_paper_scenarios).parameters))
+            return build_paper_scenarios(**config)
     except TypeError as error:  # a missing required key
         raise ConfigError(f"scenario {config.get('name')!r}: {error}") from None
     raise ConfigError(

@@ -57,6 +57,8 @@ class IncrementalSegmenter(L.LightningModule):
         on_non_finite: ``"raise"`` stops with an error naming step, batch and term;
             ``"skip"`` skips the batch and counts it (``train/skipped_batches``).
         optimizer: ``"adamw"``, or ``"sgd"`` (momentum 0.9, Nesterov; the papers' choice).
+        report_new_classes: the classes scored as "new" (default: those the transition
+            creates; multi-step benchmarks report every class added after step 0).
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class IncrementalSegmenter(L.LightningModule):
         class_weights: torch.Tensor | None = None,
         on_non_finite: str = "raise",
         optimizer: str = "adamw",
+        report_new_classes: tuple[str, ...] | None = None,
     ) -> None:
         super().__init__()
         self.strategy = strategy or StrategyConfig(distillation="none", refine=False)
@@ -107,6 +110,7 @@ class IncrementalSegmenter(L.LightningModule):
         self.val_confusion = MulticlassConfusionMatrix(num_classes, ignore_index=IGNORE_INDEX)
         self.test_confusion = MulticlassConfusionMatrix(num_classes, ignore_index=IGNORE_INDEX)
         self._new_classes = transition.created_classes
+        self._report_new_classes = tuple(report_new_classes or self._new_classes)
         self._parents = transition.parent_classes()
         if self.strategy.freeze == "old_network":
             self._freeze_old_network()
@@ -273,7 +277,7 @@ class IncrementalSegmenter(L.LightningModule):
 
     def _scores(self, confusion: MulticlassConfusionMatrix) -> dict[str, float]:
         scores = segmentation_scores(
-            confusion.compute(), self.classes, self._new_classes, self._parents
+            confusion.compute(), self.classes, self._report_new_classes, self._parents
         )
         confusion.reset()
         return scores

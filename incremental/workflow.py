@@ -242,6 +242,7 @@ def train_step(
         weight_decay=config.weight_decay,
         class_weights=weights,
         on_non_finite=config.on_non_finite,
+        report_new_classes=scenario.report_new_classes,
     )
     shares = None
     if strategy.replay and strategy.labels == "partial":

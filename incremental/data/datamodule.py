@@ -17,15 +17,19 @@ from incremental.constants import IGNORE_INDEX
 from incremental.data.base import SampleDataset, SegmentationSource
 from incremental.data.transforms import eval_transform, train_transform
 
+#: Encoders downsample by up to 32: padded batch sides are multiples of it.
+SIZE_MULTIPLE = 32
 
-def pad_collate(samples: Sequence[dict]) -> dict[str, torch.Tensor]:
-    """Stack samples of different sizes: images padded with 0, masks with the ignore value.
+
+def pad_collate(samples: Sequence[dict], multiple: int = SIZE_MULTIPLE) -> dict[str, torch.Tensor]:
+    """Stack samples of different sizes: images padded with 0, masks with the ignore value, to
+    the largest height and width rounded up to ``multiple`` (what the networks accept).
 
     Returns:
         ``image`` (B, 3, H, W) float, ``mask`` (B, H, W) long, ``dataset`` (B,) long.
     """
-    h = max(s["image"].shape[1] for s in samples)
-    w = max(s["image"].shape[2] for s in samples)
+    h = -(-max(s["image"].shape[1] for s in samples) // multiple) * multiple
+    w = -(-max(s["image"].shape[2] for s in samples) // multiple) * multiple
     images = torch.zeros(len(samples), 3, h, w)
     masks = torch.full((len(samples), h, w), IGNORE_INDEX, dtype=torch.long)
     for i, s in enumerate(samples):
@@ -162,8 +166,14 @@ class IncrementalDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         transform = train_transform(self.crop_size, augment=self.augment)
         datasets = [SampleDataset(s, row, transform) for s, row in self.train_sources]
-        sampler = MixedSampler([len(d) for d in datasets], self.shares, self.epoch_size, self.seed)
-        return self._loader(MixedDataset(datasets), self.batch_size, sampler=sampler)
+        lengths = [len(d) for d in datasets]
+        # Full batches only: a last batch of one sample breaks BatchNorm at the deepest (1 x 1)
+        # features; an epoch is at least one batch, repeating samples of a tiny dataset.
+        epoch_size = max(self.epoch_size or sum(lengths), self.batch_size)
+        sampler = MixedSampler(lengths, self.shares, epoch_size, self.seed)
+        return self._loader(
+            MixedDataset(datasets), self.batch_size, sampler=sampler, drop_last=True
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(
@@ -177,11 +187,14 @@ class IncrementalDataModule(L.LightningDataModule):
             SampleDataset(self.test_source, -1, eval_transform()), self.eval_batch_size
         )
 
-    def _loader(self, dataset, batch_size: int, sampler: Sampler | None = None) -> DataLoader:
+    def _loader(
+        self, dataset, batch_size: int, sampler: Sampler | None = None, drop_last: bool = False
+    ) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=batch_size,
             sampler=sampler,
+            drop_last=drop_last,
             shuffle=False,
             num_workers=self.num_workers,
             collate_fn=pad_collate,

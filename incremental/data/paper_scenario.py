@@ -1,10 +1,10 @@
-"""Step 1 of a paper benchmark (VOC, ADE20K) as a :class:`Scenario`.
+"""The steps of a paper benchmark (VOC, ADE20K) as :class:`Scenario` objects.
 
-The old model trains on step 0's images; step 1 trains on step 1's. Model selection needs
-labels the test split must not provide, so a deterministic share of the training images is held
-out as validation, labeled with every class seen so far (the raw masks are complete), and
-removed from both steps' training sets. The paper's evaluation split (VOC/ADE ``val``) is the
-test split, as in the papers.
+The old model trains on step 0's images; step t trains on step t's, from step t-1's model.
+Model selection needs labels the test split must not provide, so a deterministic share of the
+training images is held out as validation, labeled with every class seen so far (the raw masks
+are complete), and removed from every step's training set. The paper's evaluation split
+(VOC/ADE ``val``) is the test split, as in the papers.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def _subset(source: PaperStepSource, keep: bool, fraction: float) -> PaperStepSo
     return PaperStepSource(source.base, indices, source.lut, source.declaration)
 
 
-def build_paper_scenario(
+def build_paper_scenarios(
     name: str,
     dataset: str,
     root: str | Path,
@@ -43,29 +43,31 @@ def build_paper_scenario(
     mode: str = "overlap",
     val_fraction: float = 0.1,
     cache_dir: str | Path | None = None,
-) -> Scenario:
-    """Steps 0 and 1 of ``task`` on ``dataset`` at ``root`` (two-step tasks only)."""
+) -> list[Scenario]:
+    """Every step t >= 1 of ``task`` on ``dataset`` at ``root``, one scenario each.
+
+    Step t's old images (for replay) are step 0's, declared for step t: from step 2 on, their
+    background may hide any class added since step 0, so 0 reads as unlabeled. From step 2 on,
+    "new" classes in the scores are all classes added after step 0, as the papers report them.
+    """
     steps = task_steps(dataset, task)
-    if len(steps) != 2:
-        raise ValueError(
-            f"scenario {name!r}: task {task!r} has {len(steps)} steps; the runner trains one "
-            "step from the old model, so use a two-step task (voc 19-1, 15-5, ade 100-50, "
-            "50-50) or run later steps from the previous step's model file"
-        )
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"scenario {name!r}: val_fraction must be in (0, 1)")
-    step0 = paper_step_datasets(dataset, root, task, 0, mode, cache_dir=cache_dir)
-    step1 = paper_step_datasets(dataset, root, task, 1, mode, cache_dir=cache_dir)
     num_classes = len(class_names(dataset))
+    step0 = paper_step_datasets(dataset, root, task, 0, mode, cache_dir=cache_dir)
+    later = [
+        paper_step_datasets(dataset, root, task, t, mode, cache_dir=cache_dir)
+        for t in range(1, len(steps))
+    ]
 
     def validation(step: int) -> PaperStepSource:
-        seen = seen_classes(dataset, task, step)
-        pool = step0.train if step == 0 else step1.train
-        everything = sorted(set(step0.train.indices) | set(pool.indices))
+        """Held-out training images of steps 0..step, labeled with every class seen by then."""
+        pools = [step0.train, *(p.train for p in later[:step])]
+        indices = sorted(set().union(*(p.indices for p in pools)))
         source = PaperStepSource(
-            pool.base,
-            everything,
-            step_lut(seen, num_classes),
+            step0.train.base,
+            indices,
+            step_lut(seen_classes(dataset, task, step), num_classes),
             eval_declaration(dataset, task, step, "heldout"),
         )
         held_out = _subset(source, True, val_fraction)
@@ -76,13 +78,28 @@ def build_paper_scenario(
             )
         return held_out
 
-    return Scenario(
-        name=name,
-        transition=step1.transition,
-        old_train=_subset(step0.train, False, val_fraction),
-        new_train=_subset(step1.train, False, val_fraction),
-        val=validation(1),
-        test=step1.eval,
-        old_val=validation(0),
-        info={**step1.info, "val_fraction": val_fraction},
-    )
+    old_val = validation(0)
+    added_after_step0 = tuple(c for p in later for c in p.transition.new_classes)
+    scenarios = []
+    for t, step in enumerate(later, start=1):
+        scenarios.append(
+            Scenario(
+                name=name if len(later) == 1 else f"{name}@step{t}",
+                transition=step.transition,
+                # Step 1 replays step 0's images in old labels (they also train the old
+                # model); later steps need them declared for that step (see docstring).
+                old_train=_subset(step0.train if t == 1 else step.replay[0], False, val_fraction),
+                new_train=_subset(step.train, False, val_fraction),
+                val=validation(t),
+                test=step.eval,
+                old_val=old_val,
+                info={**step.info, "val_fraction": val_fraction},
+                report_new_classes=added_after_step0[: _added_until(later, t)],
+            )
+        )
+    return scenarios
+
+
+def _added_until(later: list, step: int) -> int:
+    """How many classes steps 1..step add."""
+    return sum(len(p.transition.new_classes) for p in later[:step])

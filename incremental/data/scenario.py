@@ -29,6 +29,8 @@ class Scenario:
             for the oracle; None when unknown.
         old_val: old-class validation data for the teacher (step 0) in old labels.
         info: scenario parameters worth reporting beside results (sizes, sibling rate...).
+        report_new_classes: classes scored as "new" when not the transition's created ones
+            (later steps of a multi-step benchmark: every class added after step 0).
     """
 
     name: str
@@ -41,3 +43,4 @@ class Scenario:
     old_train_full: SegmentationSource | None = None
     new_train_full: SegmentationSource | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    report_new_classes: tuple[str, ...] | None = None

@@ -23,13 +23,16 @@ from incremental.labels import LabelDeclaration
 def test_pad_collate_pads_masks_with_ignore():
     a = {"image": torch.ones(3, 4, 5), "mask": torch.zeros(4, 5, dtype=torch.long), "dataset": 0}
     b = {"image": torch.ones(3, 6, 3), "mask": torch.ones(6, 3, dtype=torch.long), "dataset": 1}
-    batch = pad_collate([a, b])
+    batch = pad_collate([a, b], multiple=1)
     assert batch["image"].shape == (2, 3, 6, 5)
     assert batch["mask"].shape == (2, 6, 5)
     assert (batch["mask"][0, 4:] == IGNORE_INDEX).all() and (batch["mask"][0, :4] == 0).all()
     assert (batch["mask"][1, :, 3:] == IGNORE_INDEX).all()
     assert (batch["image"][1, :, :, 3:] == 0).all()
     assert batch["dataset"].tolist() == [0, 1]
+    padded = pad_collate([a, b])  # default: sides rounded up to 32 for the encoders
+    assert padded["image"].shape == (2, 3, 32, 32)
+    assert (padded["mask"][:, 6:] == IGNORE_INDEX).all()
 
 
 def test_mixed_sampler_shares_and_determinism():
@@ -80,6 +83,6 @@ def test_datamodule_batches_carry_dataset_rows():
     assert sorted(rows.tolist()) == [0] * 4 + [1] * 4
     assert torch.equal(masks, rows * 2)  # source a holds 0s, source b holds 2s
     val = next(iter(dm.val_dataloader()))
-    assert val["image"].shape == (4, 3, 8, 8)
+    assert val["image"].shape == (4, 3, 32, 32)  # padded to the encoders' multiple
     with pytest.raises(ValueError, match="no test source"):
         dm.test_dataloader()

@@ -44,13 +44,45 @@ def test_voc_15_5_scenario(voc_root):
         assert sc.val.load(i)[1].max() in set(range(21)) | {255}
 
 
-def test_multi_step_task_is_refused_clearly(voc_root):
-    with pytest.raises(ValueError, match="has 6 steps"):
+def test_multi_step_task_is_not_one_scenario(voc_root):
+    with pytest.raises(ValueError, match="has 5 steps"):
         build_scenario(
-            {"kind": "paper", "name": "v", "dataset": "voc", "root": str(voc_root), "task": "15-1"}
+            {
+                "kind": "paper",
+                "name": "v",
+                "dataset": "voc",
+                "root": str(voc_root),
+                "task": "15-1",
+                "val_fraction": 0.5,
+            }
         )
 
 
 def test_unknown_key(voc_root):
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['tsk'\]"):
         build_scenario({"kind": "paper", "name": "v", "dataset": "voc", "tsk": "15-5"})
+
+
+def test_voc_15_1_has_one_scenario_per_step(voc_root):
+    from experiments.scenarios import build_scenarios
+
+    steps = build_scenarios(
+        {
+            "kind": "paper",
+            "name": "voc-15-1",
+            "dataset": "voc",
+            "root": str(voc_root),
+            "task": "15-1",
+            "val_fraction": 0.5,
+        }
+    )
+    assert [s.name for s in steps] == [f"voc-15-1@step{t}" for t in range(1, 6)]
+    assert [s.transition.new_classes for s in steps][-1] == ("tvmonitor",)
+    assert steps[-1].transition.num_old_classes == 20
+    # Later steps report every class added after step 0 as "new", as the papers do.
+    assert steps[-1].report_new_classes == ("pottedplant", "sheep", "sofa", "train", "tvmonitor")
+    # From step 2 on, replayed step-0 images read 0 as unlabeled (later classes may hide there).
+    table = CandidateSetTable(
+        [steps[1].old_train.declaration], steps[1].transition, check_teachable=False
+    )
+    assert "pottedplant" in table.candidate_set(steps[1].old_train.declaration.name, 0)

@@ -94,3 +94,46 @@ def test_existing_results_are_not_overwritten(tmp_path, config_file, capsys):
 def test_bad_config_is_a_clear_error(tmp_path, config_file, capsys, args, message):
     assert main([str(config_file), "--output", str(tmp_path / "o"), *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_multi_step_paper_task_chains_steps(tmp_path):
+    """VOC 15-1 on a fake tree with the real layout: step t starts from step t-1's model."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "make_paper_trees", Path(__file__).parents[1] / "data" / "make_paper_trees.py"
+    )
+    trees = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(trees)
+    root = trees.make_voc_tree(tmp_path / "data")
+    scenario = tmp_path / "voc-15-1.yaml"
+    scenario.write_text(
+        yaml.safe_dump(
+            {
+                "kind": "paper",
+                "name": "voc-15-1",
+                "dataset": "voc",
+                "root": str(root),
+                "task": "15-1",
+                "val_fraction": 0.5,
+            }
+        )
+    )
+    config = {
+        **{k: v for k, v in TINY.items() if k != "scenario_overrides"},
+        "profile": "paper",
+        "scenarios": [str(scenario)],
+        "strategies": ["candidate-sets"],
+        "cache_dir": str(tmp_path / "cache"),
+    }
+    path = tmp_path / "paper.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main([str(path), "--output", str(tmp_path / "out")]) == 0
+    frame = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert list(frame["scenario"]) == [f"voc-15-1@step{t}" for t in range(1, 6)]
+    assert "iou/tvmonitor" in frame
+    last = load_model_file(
+        tmp_path / "out" / "models" / "voc-15-1@step5" / "candidate-sets-seed0.pt"
+    )
+    assert len(last.classes) == 21
