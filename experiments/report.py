@@ -35,7 +35,7 @@ def summary_table(frame: pd.DataFrame, columns: Sequence[str] = SCORE_COLUMNS) -
         std = groups[column].std(ddof=1).fillna(0.0) * 100
         counts = groups[column].count()
         out[column] = [
-            f"{m:.1f} ± {s:.1f}" if n > 1 else f"{m:.1f}"
+            "–" if n == 0 else f"{m:.1f} ± {s:.1f}" if n > 1 else f"{m:.1f}"
             for m, s, n in zip(mean, std, counts, strict=True)
         ]
     table = pd.DataFrame(out, index=groups.size().index).reset_index()
