@@ -231,7 +231,7 @@ def run_experiment(config: DictConfig) -> Any:
         f"{time.time() - started:.0f} s wall on this machine.",
         "",
     ]
-    text = write_summary(frame, out / "summary.md", f"Experiment {config.name}", notes)
+    write_summary(frame, out / "summary.md", f"Experiment {config.name}", notes)
     plot_comparison(frame, out / "comparison.png")
     print()
     for scenario_name, part in frame.groupby("scenario", sort=False):
@@ -239,7 +239,6 @@ def run_experiment(config: DictConfig) -> Any:
         print(markdown(summary_table(part)))
         print()
     print(f"results: {out / 'results.csv'}  summary: {out / 'summary.md'}")
-    del text
     return frame
 
 

@@ -11,6 +11,7 @@ Exit codes: 0 success, 1 the command found problems, 2 usage error.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 
 EXIT_USAGE = 2
@@ -48,9 +49,84 @@ def _class_list(text: str) -> list[str]:
     return names
 
 
+# ---------------------------------------------------------------------------------- predict
+def _add_predict(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="predict masks for a folder of images",
+        description="Write one indexed PNG mask per image (pixel value = class index, with a "
+        "palette) and classes.json beside them. Refuses to overwrite unless --overwrite.",
+    )
+    parser.add_argument("--model", required=True, help="model file (.pt) written by a run")
+    parser.add_argument("--images", required=True, help="folder of images (any size)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--level",
+        choices=["class", "parent"],
+        default="class",
+        help="'parent' merges split children into their parent class",
+    )
+    parser.add_argument("--overlay", action="store_true", help="also write colour overlays")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--overwrite", action="store_true")
+    parser.set_defaults(run=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from incremental.predict import predict_folder
+
+    try:
+        written = predict_folder(
+            args.model,
+            args.images,
+            args.out,
+            level=args.level,
+            overlay=args.overlay,
+            batch_size=args.batch_size,
+            overwrite=args.overwrite,
+            device=args.device,
+        )
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {len(written)} mask(s) to {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------- export
+def _add_export(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="export a model file to ONNX or TorchScript",
+        description="Export a model file; ONNX carries the class names in its metadata.",
+    )
+    parser.add_argument("--model", required=True, help="model file (.pt) written by a run")
+    parser.add_argument("--out", required=True, help="output file (.onnx or .pt)")
+    parser.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    parser.add_argument("--overwrite", action="store_true")
+    parser.set_defaults(run=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from incremental.export import export_model
+
+    try:
+        path = export_model(args.model, args.out, fmt=args.format, overwrite=args.overwrite)
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------- main
 #: One function per command; each adds its sub-parser and sets ``run``.
-COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_check,)
+COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _add_check,
+    _add_predict,
+    _add_export,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
