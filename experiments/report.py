@@ -62,7 +62,8 @@ def write_summary(frame: pd.DataFrame, path: Path, title: str, notes: Sequence[s
     parts.append("")
     parts += list(notes)
     for scenario, part in frame.groupby("scenario", sort=False):
-        columns = SCORE_COLUMNS + (["miou_parent"] if part.get("miou_parent") is not None else [])
+        has_parent = "miou_parent" in part and part["miou_parent"].notna().any()
+        columns = SCORE_COLUMNS + (["miou_parent"] if has_parent else [])
         parts += [f"## {scenario}", "", markdown(summary_table(part, columns)), ""]
         per_class = [c for c in part.columns if c.startswith("iou/") and part[c].notna().any()]
         if per_class:

@@ -36,6 +36,7 @@ from experiments.report import (
 )
 from experiments.scenarios import build_scenarios
 from incremental.data.scenario import Scenario
+from incremental.io import write_atomic
 from incremental.models import load_model_file, save_model_file
 from incremental.strategies import resolve_strategy
 from incremental.workflow import StepResult, TrainConfig, train_old_model, train_step
@@ -223,8 +224,9 @@ def run_experiment(config: DictConfig) -> Any:
                         config, scenario, scenario_cfg, teacher, model, name, strategy, seed, out
                     )
                     rows.append(row)
-                    frame = results_frame(rows)
-                    frame.to_csv(out / "results.csv", index=False)  # after every run
+                    # After every run, atomically: a kill never leaves half a table.
+                    table = results_frame(rows).to_csv(index=False).encode()
+                    write_atomic(out / "results.csv", lambda f, t=table: f.write(t))
     frame = results_frame(rows)
     notes = [
         f"Profile `{config.profile}`, model `{_train_dict(config.model)}`, "

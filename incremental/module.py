@@ -53,7 +53,6 @@ class IncrementalSegmenter(L.LightningModule):
         lr, weight_decay: optimizer settings; the learning rate decays polynomially to 0
             (power 0.9, per step, as in MiB and PLOP).
         class_weights: optional (C,) weights for the cross-entropy.
-        eval_parents: report parent-level IoU (children merged) too.
         on_non_finite: ``"raise"`` stops with an error naming step, batch and term;
             ``"skip"`` skips the batch and counts it (``train/skipped_batches``).
         optimizer: ``"adamw"``, or ``"sgd"`` (momentum 0.9, Nesterov; the papers' choice).
@@ -209,6 +208,7 @@ class IncrementalSegmenter(L.LightningModule):
             logits = self.student(images)
 
         image_factor = None
+        label_candidates = candidates  # label-conditioned distillation reads the label's sets
         if s.refine:
             refined = refine_candidates(
                 candidates,
@@ -245,7 +245,7 @@ class IncrementalSegmenter(L.LightningModule):
                 teacher_logits,
                 self.teacher_sets,
                 s.temperature,
-                candidates if s.distillation == "label_conditioned" else None,
+                label_candidates if s.distillation == "label_conditioned" else None,
                 probs=probs,
             )
         if student_features is not None:

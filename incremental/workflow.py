@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +143,16 @@ def _fit_and_test(
     return StepResult(module.student, dict(module.test_scores), best)
 
 
+def _learner_settings(config: TrainConfig) -> dict[str, Any]:
+    """The module arguments that come from the loop settings, for step 0 and step 1 alike."""
+    return {
+        "lr": config.lr,
+        "weight_decay": config.weight_decay,
+        "optimizer": config.optimizer,
+        "on_non_finite": config.on_non_finite,
+    }
+
+
 def train_old_model(
     scenario: Scenario,
     model_spec: dict[str, Any],
@@ -166,10 +176,7 @@ def train_old_model(
         identity,
         table,
         StrategyConfig(distillation="none", refine=False),
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-        on_non_finite=config.on_non_finite,
-        optimizer=config.optimizer,
+        **_learner_settings(config),
     )
     datamodule = _datamodule(
         [scenario.old_train], scenario.old_val, scenario.old_val, None, config, seed
@@ -237,12 +244,11 @@ def train_step(
         transition,
         table,
         strategy,
-        teacher=teacher,
-        lr=config.lr,
-        weight_decay=config.weight_decay,
+        # Only a strategy that uses the teacher holds it (and saves it in its checkpoints).
+        teacher=teacher if strategy.uses_teacher else None,
         class_weights=weights,
-        on_non_finite=config.on_non_finite,
         report_new_classes=scenario.report_new_classes,
+        **_learner_settings(config),
     )
     shares = None
     if strategy.replay and strategy.labels == "partial":
@@ -296,7 +302,3 @@ def class_weights(
         weights[seen] = freq[seen].median() / freq[seen]
     logging.getLogger(__name__).info("class weights: %s", weights.tolist())
     return weights.float()
-
-
-def train_config_dict(config: TrainConfig) -> dict[str, Any]:
-    return asdict(config)

@@ -87,3 +87,17 @@ def test_strategy_needing_a_teacher_requires_one(new_class_scenario):
     module, _ = _setup(new_class_scenario, "mib")
     with pytest.raises(ValueError, match="uses a teacher"):
         IncrementalSegmenter(module.student, module.transition, module.table, module.strategy)
+
+
+def test_strategies_in_a_row_train_the_whole_student(new_class_scenario, tmp_path):
+    """Several strategies share one teacher object; each student must train all its layers."""
+    from incremental.workflow import TrainConfig, train_step
+
+    teacher = create_model("tiny-unet", new_class_scenario.transition.num_old_classes)
+    fast = TrainConfig(epochs=1, batch_size=4, progress_bar=False, limit_train_batches=1)
+    for name in ("candidate-sets", "mib"):
+        spec = {"name": "tiny-unet"}
+        train_step(new_class_scenario, teacher, spec, resolve_strategy(name), fast, 0, tmp_path)
+        student = expand_head(teacher, new_class_scenario.transition)
+        assert all(p.requires_grad for p in student.parameters()), name
+    assert not any(p.requires_grad for p in teacher.parameters())  # the teacher stays frozen

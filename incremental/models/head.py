@@ -66,6 +66,8 @@ def expand_head(
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
     student = copy.deepcopy(model)
+    # The teacher is usually frozen by now; the student trains, whatever the copy inherited.
+    student.requires_grad_(True)
     if classifier is None:
         name, old = find_classifier(student, transition.num_old_classes)
     else:
