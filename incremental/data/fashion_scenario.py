@@ -75,7 +75,7 @@ def build_fashion_scenario(config: FashionScenarioConfig | Mapping[str, Any]) ->
         if weights is None:  # each class equally likely, whatever its number of FMNIST kinds
             weights = [1.0 / len(ids[c]) for c in optional for _ in ids[c]]
         images, item_maps = compose_scenes(
-            config.sizes[stream] if stream in config.sizes else config.sizes["val"],
+            _size(config, stream),
             seed,
             fmnist.images,
             fmnist.labels,
@@ -137,6 +137,16 @@ def build_fashion_scenario(config: FashionScenarioConfig | Mapping[str, Any]) ->
             **{f"n_{k}": int(v) for k, v in config.sizes.items()},
         },
     )
+
+
+def _size(config: FashionScenarioConfig, stream: str) -> int:
+    """Scenes in ``stream``; ``old_val`` defaults to the ``val`` size."""
+    key = stream if stream in config.sizes else "val" if stream == "old_val" else stream
+    if key not in config.sizes:
+        raise ValueError(
+            f"scenario {config.name!r}: sizes.{key} missing; give old_train, new_train, val, test"
+        )
+    return int(config.sizes[key])
 
 
 def _step_classes(transition: Transition) -> set[str]:
@@ -217,9 +227,9 @@ def _lut(
     lut = np.zeros(256, dtype=np.uint8)
     parents = transition.parent_classes()
     for cls, fids in ids.items():
-        name = parents[cls] if vocabulary == "old" and cls not in transition.new_classes else cls
         if vocabulary == "old" and cls in transition.new_classes:
             continue  # old images never show added classes; nothing to map
+        name = parents[cls] if vocabulary == "old" else cls
         for fid in fids:
             lut[fid + 1] = index[name]
     return lut

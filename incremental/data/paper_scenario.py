@@ -79,7 +79,6 @@ def build_paper_scenarios(
         return held_out
 
     old_val = validation(0)
-    added_after_step0 = tuple(c for p in later for c in p.transition.new_classes)
     scenarios = []
     for t, step in enumerate(later, start=1):
         scenarios.append(
@@ -94,12 +93,7 @@ def build_paper_scenarios(
                 test=step.eval,
                 old_val=old_val,
                 info={**step.info, "val_fraction": val_fraction},
-                report_new_classes=added_after_step0[: _added_until(later, t)],
+                report_new_classes=tuple(c for p in later[:t] for c in p.transition.new_classes),
             )
         )
     return scenarios
-
-
-def _added_until(later: list, step: int) -> int:
-    """How many classes steps 1..step add."""
-    return sum(len(p.transition.new_classes) for p in later[:step])
