@@ -31,6 +31,7 @@ from incremental.losses import (
     pseudo_label_candidates,
     refine_candidates,
     set_distillation,
+    unlabeled_pixels,
 )
 from incremental.metrics import segmentation_scores
 from incremental.models import find_classifier, segment_with_features
@@ -174,9 +175,7 @@ class IncrementalSegmenter(L.LightningModule):
         histogram = EntropyHistogram(self.transition.num_old_classes)
         for batch in self.trainer.train_dataloader:
             batch = self.transfer_batch_to_device(batch, self.device, 0)
-            candidates = self._candidates(batch)
-            size = candidates.sum(dim=1)
-            unlabeled = (size > 1) & (size < len(self.classes))
+            unlabeled = unlabeled_pixels(self._candidates(batch))
             histogram.update(self.teacher(batch["image"]), unlabeled)
         return entropy_thresholds(histogram.medians(), self.strategy.pseudo_base_threshold).to(
             self.device

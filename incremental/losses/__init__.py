@@ -16,6 +16,7 @@ from incremental.losses.pseudo_labels import (
     EntropyHistogram,
     entropy_thresholds,
     pseudo_label_candidates,
+    unlabeled_pixels,
 )
 from incremental.losses.refined_sets import normalized_entropy, refine_candidates
 from incremental.losses.set_distillation import (
@@ -44,4 +45,5 @@ __all__ = [
     "teacher_probs",
     "unbiased_cross_entropy",
     "unbiased_distillation",
+    "unlabeled_pixels",
 ]

@@ -66,6 +66,13 @@ def entropy_thresholds(medians: torch.Tensor, base_threshold: float = 0.001) -> 
     ).clamp_min(base_threshold)
 
 
+def unlabeled_pixels(candidates: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) bool sets -> (B, H, W) bool: more than one class but not all (the pixels
+    PLOP pseudo-labels and takes its entropy statistics from)."""
+    size = candidates.sum(dim=1)
+    return (size > 1) & (size < candidates.shape[1])
+
+
 @torch.no_grad()
 def pseudo_label_candidates(
     candidates: torch.Tensor,
@@ -90,8 +97,7 @@ def pseudo_label_candidates(
         that got a pseudo-label (1 where an image has none), PLOP's loss factor.
     """
     num_classes = candidates.shape[1]
-    size = candidates.sum(dim=1)
-    unlabeled = (size > 1) & (size < num_classes)
+    unlabeled = unlabeled_pixels(candidates)
     probs = teacher_logits.float().softmax(dim=1)
     best = probs.argmax(dim=1)
     entropy = normalized_entropy(probs)
