@@ -17,6 +17,8 @@ from omegaconf.errors import OmegaConfBaseException
 from incremental.workflow import TrainConfig
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+#: Scenario kinds (``kind:`` of a scenario config); see experiments.scenarios.
+SCENARIO_KINDS = ("fashion", "paper", "folders")
 
 
 @dataclass
@@ -25,7 +27,9 @@ class ExperimentConfig:
 
     Attributes:
         name: experiment name (W&B group, default output folder).
-        scenarios: names in ``configs/scenario/`` or paths to scenario YAML files.
+        scenarios: names in ``configs/scenario/``, paths to scenario YAML files, or scenario
+            configs written inline (mappings, e.g. ``kind: folders``; their relative paths are
+            relative to the experiment file's folder).
         strategies: strategy presets (``incremental.strategies.PRESETS``), optionally with a
             ``+replay`` suffix.
         seeds: training seeds; each runs the whole grid.
@@ -36,12 +40,13 @@ class ExperimentConfig:
         model: ``incremental.models.create_model`` arguments (``name`` or ``arch``/``encoder``).
         train_old, train: loop settings of step 0 and step 1.
         strategy_overrides: per strategy name, settings applied over its preset.
-        scenario_overrides: settings applied over every scenario's config (sizes...).
+        scenario_overrides: per scenario kind (``fashion``, ``folders``, ``paper``), settings
+            applied over the config of every scenario of that kind (``fashion: {sizes: ...}``).
         overwrite: replace an existing output folder's results.
     """
 
     name: str = "default"
-    scenarios: list[str] = field(default_factory=lambda: ["fashion-new-class", "fashion-split"])
+    scenarios: list[Any] = field(default_factory=lambda: ["fashion-new-class", "fashion-split"])
     strategies: list[str] = field(
         default_factory=lambda: [
             "finetune",
@@ -61,7 +66,7 @@ class ExperimentConfig:
     train_old: TrainConfig = field(default_factory=TrainConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     strategy_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
-    scenario_overrides: dict[str, Any] = field(default_factory=dict)
+    scenario_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     overwrite: bool = False
 
 
@@ -108,6 +113,27 @@ def load_config(
         raise ConfigError(_describe(error)) from None
     if config.output is None:
         config.output = f"outputs/{config.name}"
+    base_dir = Path(path).resolve().parent if path is not None else Path.cwd()
+    for index, scenario in enumerate(config.scenarios):
+        if isinstance(scenario, DictConfig):
+            if "name" not in scenario:
+                raise ConfigError(f"scenarios[{index}]: an inline scenario needs a 'name'")
+            scenario.root = str(base_dir / str(scenario.get("root") or "."))
+        elif not isinstance(scenario, str):
+            raise ConfigError(
+                f"scenarios[{index}]: expected a scenario name, a YAML path or a mapping, got "
+                f"{scenario!r}"
+            )
+    unknown_kinds = sorted(set(config.scenario_overrides) - set(SCENARIO_KINDS))
+    if unknown_kinds:
+        raise ConfigError(
+            f"scenario_overrides: unknown scenario kind(s) {unknown_kinds}; known: "
+            f"{list(SCENARIO_KINDS)} (settings go under their kind: fashion: {{sizes: ...}})"
+        )
+    names = [s if isinstance(s, str) else s.name for s in config.scenarios]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"scenarios: names used more than once: {repeated}")
     if config.wandb not in ("offline", "online", "disabled"):
         raise ConfigError(
             f"wandb: {config.wandb!r} is not one of ['offline', 'online', 'disabled']"
@@ -122,13 +148,23 @@ def _describe(error: OmegaConfBaseException) -> str:
     return f"{key}: {message}" if key else message
 
 
-def load_scenario_config(name: str, overrides: DictConfig | dict | None = None) -> dict[str, Any]:
-    """A scenario's config by name (``configs/scenario/``) or path, with overrides merged."""
+def load_scenario_config(
+    name: str | DictConfig | dict, overrides: DictConfig | dict | None = None
+) -> dict[str, Any]:
+    """A scenario's config by name (``configs/scenario/``), path or inline mapping, with
+    ``overrides`` merged. The ``root`` of relative paths in a ``kind: folders`` file is
+    relative to the file's folder."""
+    if not isinstance(name, str):
+        config = OmegaConf.merge(OmegaConf.create(name), overrides or {})
+        return OmegaConf.to_container(config, resolve=True)
     path = Path(name)
     if path.suffix not in (".yaml", ".yml"):
         known = sorted(p.stem for p in (CONFIG_DIR / "scenario").glob("*.yaml"))
         if name not in known:
             raise ConfigError(f"scenarios: unknown scenario {name!r}; known: {known} or a path")
         path = CONFIG_DIR / "scenario" / f"{name}.yaml"
-    config = OmegaConf.merge(_load_yaml(path, "scenario"), overrides or {})
+    loaded = _load_yaml(path, "scenario")
+    if loaded.get("kind") == "folders":  # relative paths are relative to the file
+        loaded.root = str(path.resolve().parent / str(loaded.get("root") or "."))
+    config = OmegaConf.merge(loaded, overrides or {})
     return OmegaConf.to_container(config, resolve=True)

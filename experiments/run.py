@@ -35,6 +35,7 @@ from experiments.report import (
     write_summary,
 )
 from experiments.scenarios import build_scenarios
+from incremental.data.folder import DatasetError
 from incremental.data.scenario import Scenario
 from incremental.io import write_atomic
 from incremental.models import load_model_file, save_model_file
@@ -142,7 +143,10 @@ def _finish(loggers: list) -> None:
 def old_model(
     config: DictConfig, scenario_cfg: dict, scenario: Scenario, seed: int, out: Path
 ) -> StepResult:
-    """The cached old model of (scenario, model, step-0 settings, seed), trained if absent."""
+    """The old model: the user's (``scenario.teacher``), or the cached one of (scenario, model,
+    step-0 settings, seed), trained if absent."""
+    if scenario.teacher is not None:
+        return StepResult(scenario.teacher.model, {}, None)
     train = _train_dict(config.train_old)
     semantic = {k: v for k, v in train.items() if k not in ("progress_bar", "num_workers")}
     key = _hash(
@@ -195,9 +199,13 @@ def run_experiment(config: DictConfig) -> Any:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(config, resolve=True))
     strategies = {name: _strategy(config, name) for name in config.strategies}
-    scenario_cfgs = {
-        name: load_scenario_config(name, config.scenario_overrides) for name in config.scenarios
-    }
+    scenario_cfgs = {}
+    for item in config.scenarios:
+        scenario_cfg = load_scenario_config(item)
+        overrides = config.scenario_overrides.get(scenario_cfg.get("kind"))
+        if overrides:
+            scenario_cfg = load_scenario_config(scenario_cfg, overrides)
+        scenario_cfgs[scenario_cfg.get("name", str(item))] = scenario_cfg
     steps = {name: build_scenarios(cfg) for name, cfg in scenario_cfgs.items()}
     total = sum(len(s) for s in steps.values()) * len(config.seeds) * len(strategies)
     rows, done, started = [], 0, time.time()
@@ -258,6 +266,8 @@ def _run_strategy(
     """One step of one strategy from ``start_model``; returns its results row and model."""
     base = name.partition("+")[0]
     run_dir = out / "runs" / scenario.name / name / f"seed{seed}"
+    # A given old model decides the network; otherwise the experiment's model config does.
+    spec = scenario.teacher.spec if scenario.teacher is not None else _train_dict(config.model)
     train = _train_dict(config.train)
     loggers = _loggers(
         config,
@@ -270,7 +280,7 @@ def _run_strategy(
     result = train_step(
         scenario,
         start_model,
-        _train_dict(config.model),
+        spec,
         strategy,
         TrainConfig(**train),
         seed,
@@ -281,7 +291,7 @@ def _run_strategy(
     save_model_file(
         out / "models" / scenario.name / f"{name}-seed{seed}.pt",
         result.model,
-        _train_dict(config.model),
+        spec,
         scenario.transition.student_classes,
         parents=scenario.transition.parent_classes(),
         metadata={
@@ -289,6 +299,8 @@ def _run_strategy(
             "strategy": name,
             "seed": seed,
             "scores": result.scores,
+            # Where each created class came from (the audit command reads it).
+            "transition": scenario.transition.to_config(),
         },
     )
     row = {
@@ -316,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         if config.wandb == "offline":
             os.environ["WANDB_MODE"] = "offline"
         run_experiment(config)
-    except ConfigError as error:
+    except (ConfigError, DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

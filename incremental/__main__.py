@@ -70,6 +70,7 @@ def _add_predict(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--overwrite", action="store_true")
+    _add_allow_factory(parser)
     parser.set_defaults(run=_run_predict)
 
 
@@ -86,12 +87,22 @@ def _run_predict(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             overwrite=args.overwrite,
             device=args.device,
+            allow_factory=args.allow_factory,
         )
     except (FileNotFoundError, FileExistsError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"wrote {len(written)} mask(s) to {args.out}")
     return 0
+
+
+def _add_allow_factory(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-factory",
+        action="store_true",
+        help="build a model whose network comes from your own code (its file names a "
+        "'package.module:function' factory); importing it runs that code",
+    )
 
 
 # ---------------------------------------------------------------------------------- export
@@ -105,6 +116,7 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="output file (.onnx or .pt)")
     parser.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
     parser.add_argument("--overwrite", action="store_true")
+    _add_allow_factory(parser)
     parser.set_defaults(run=_run_export)
 
 
@@ -112,11 +124,63 @@ def _run_export(args: argparse.Namespace) -> int:
     from incremental.export import export_model
 
     try:
-        path = export_model(args.model, args.out, fmt=args.format, overwrite=args.overwrite)
+        path = export_model(
+            args.model,
+            args.out,
+            fmt=args.format,
+            overwrite=args.overwrite,
+            allow_factory=args.allow_factory,
+        )
     except (FileNotFoundError, FileExistsError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"wrote {path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------- audit
+def _add_audit(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "audit",
+        help="find new classes hiding unlabeled in the old data",
+        description="Rank the old images by the area labeled as background (a new class) or "
+        "as the split parent (a split) that the new model assigns to a created class; write "
+        "audit.csv and thumbnails of the top images (suspect pixels in magenta) to relabel.",
+    )
+    parser.add_argument("--model", required=True, help="model file of a step (.pt)")
+    parser.add_argument("--dataset", required=True, help="the old dataset's YAML")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--classes", type=_class_list, metavar="A,B", help="created classes to look for"
+    )
+    parser.add_argument("--top", type=int, default=50, help="thumbnails for the top N rows")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--overwrite", action="store_true")
+    _add_allow_factory(parser)
+    parser.set_defaults(run=_run_audit)
+
+
+def _run_audit(args: argparse.Namespace) -> int:
+    from incremental.audit import audit_dataset
+    from incremental.data.folder import DatasetError
+
+    try:
+        rows = audit_dataset(
+            args.model,
+            args.dataset,
+            args.out,
+            classes=args.classes,
+            top=args.top,
+            device=args.device,
+            overwrite=args.overwrite,
+            allow_factory=args.allow_factory,
+        )
+    except (FileNotFoundError, FileExistsError, ValueError, DatasetError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"{len(rows)} suspect (image, class) pair(s); wrote {args.out}/audit.csv")
+    for row in rows[:5]:
+        print(f"  {row.rank}. {row.image}: {row.cls} on {100 * row.image_share:.1f}% of the image")
     return 0
 
 
@@ -126,6 +190,7 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_check,
     _add_predict,
     _add_export,
+    _add_audit,
 )
 
 

@@ -18,13 +18,15 @@ def export_model(
     fmt: str = "onnx",
     size: int = 64,
     overwrite: bool = False,
+    allow_factory: bool = False,
 ) -> Path:
     """Write ``out`` from the model file at ``model_path``.
 
     ONNX: input ``image`` (B, 3, H, W) normalised like training, output ``logits``
     (B, C, H, W), batch, height and width dynamic (H, W multiples of 32); metadata
     ``classes`` and ``parents`` hold JSON. TorchScript: a traced module with the class names
-    in the archive's extra file ``classes.json``.
+    in the archive's extra file ``classes.json``. ``allow_factory``: as in
+    :func:`~incremental.predict.predict_folder`.
     """
     out = Path(out)
     if out.exists() and not overwrite:
@@ -32,7 +34,7 @@ def export_model(
     if fmt not in ("onnx", "torchscript"):
         raise ValueError(f"format must be 'onnx' or 'torchscript', got {fmt!r}")
     model_file = load_model_file(model_path)
-    model = model_file.build()
+    model = model_file.build(allow_factory=allow_factory)
     example = torch.zeros(1, 3, size, size)
     meta = {"classes": model_file.classes, "parents": model_file.parents}
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -63,6 +63,25 @@ def _batches(paths: list[Path], batch_size: int) -> Iterator[list[tuple[Path, np
 
 
 @torch.no_grad()
+def segment_images(
+    model: torch.nn.Module, images: list[np.ndarray], transform, device: str = "cpu"
+) -> torch.Tensor:
+    """Logits (B, C, H, W) of same-size images (H, W, 3) uint8, normalised like training by
+    ``transform`` and padded to the network's size multiple, the padding cropped off."""
+    samples = [
+        {
+            "image": torch.from_numpy(transform(image=image)["image"].transpose(2, 0, 1)),
+            "mask": torch.zeros(image.shape[:2], dtype=torch.long),
+            "dataset": 0,
+        }
+        for image in images
+    ]
+    logits = model(pad_collate(samples)["image"].to(device))
+    h, w = images[0].shape[:2]
+    return logits[:, :, :h, :w]
+
+
+@torch.no_grad()
 def predict_folder(
     model_path: str | Path,
     images: str | Path,
@@ -74,8 +93,13 @@ def predict_folder(
     overwrite: bool = False,
     device: str = "cpu",
     progress: bool = True,
+    allow_factory: bool = False,
 ) -> list[Path]:
-    """Predict every image of ``images``; returns the written mask paths."""
+    """Predict every image of ``images``; returns the written mask paths.
+
+    ``allow_factory``: the model file's network is built by user code (see
+    :func:`~incremental.models.build_model`); importing it runs that code.
+    """
     model_file = load_model_file(model_path)
     names, lut = output_classes(model_file.classes, model_file.parents, level)
     paths = list_images(Path(images))
@@ -93,23 +117,14 @@ def predict_folder(
     out.mkdir(parents=True, exist_ok=True)
     if overlay:
         (out / "overlays").mkdir(exist_ok=True)
-    model = model_file.build().to(device)
+    model = model_file.build(allow_factory=allow_factory).to(device)
     transform, palette = eval_transform(), class_palette()
     flat_palette = palette.flatten().tolist()
     written = []
     with tqdm(total=len(paths), desc="predict", disable=not progress, unit="img") as bar:
         for batch in _batches(paths, batch_size):
-            samples = [
-                {
-                    "image": torch.from_numpy(transform(image=img)["image"].transpose(2, 0, 1)),
-                    "mask": torch.zeros(img.shape[:2], dtype=torch.long),
-                    "dataset": 0,
-                }
-                for _, img in batch
-            ]
-            logits = model(pad_collate(samples)["image"].to(device))
-            h, w = batch[0][1].shape[:2]
-            predicted = lut[logits[:, :, :h, :w].argmax(dim=1).cpu().numpy()].astype(np.uint8)
+            logits = segment_images(model, [image for _, image in batch], transform, device)
+            predicted = lut[logits.argmax(dim=1).cpu().numpy()].astype(np.uint8)
             for (path, image), mask in zip(batch, predicted, strict=True):
                 target = out / f"{path.stem}.png"
                 indexed = Image.fromarray(mask, mode="P")

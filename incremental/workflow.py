@@ -21,9 +21,9 @@ from torch import nn
 
 from incremental.data.base import SegmentationSource
 from incremental.data.datamodule import IncrementalDataModule
-from incremental.data.scenario import Scenario
+from incremental.data.scenario import Scenario, as_sources
 from incremental.labels import CandidateSetTable, Transition
-from incremental.models import create_model, expand_head
+from incremental.models import build_model, expand_head
 from incremental.module import IncrementalSegmenter
 from incremental.strategies import StrategyConfig
 
@@ -137,6 +137,8 @@ def _fit_and_test(
         # Lightning suggests workers on every CPU run; num_workers is the user's choice.
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*is smaller than the logging interval.*")
+        # The frozen teacher is in eval mode on purpose (IncrementalSegmenter.train keeps it).
+        warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode at the start of training.*")
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
         best = trainer.checkpoint_callback.best_model_path or None
         trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
@@ -166,11 +168,17 @@ def train_old_model(
     Validation and test both use ``scenario.old_val`` (old classes; the step-1 test scenes
     hold classes the old model does not know).
     """
+    if scenario.old_val is None:
+        raise ValueError(
+            f"scenario {scenario.name!r}: training the old model needs old_val (validation "
+            "images in the old classes)"
+        )
     L.seed_everything(seed, workers=True, verbose=False)
     out_dir = Path(out_dir)
     identity = Transition(scenario.transition.old_classes)
-    table = CandidateSetTable([scenario.old_train.declaration], identity)
-    model = create_model(num_classes=identity.num_student_classes, **model_spec)
+    old_sources = as_sources(scenario.old_train)
+    table = CandidateSetTable([s.declaration for s in old_sources], identity)
+    model = build_model(model_spec, identity.num_student_classes, allow_factory=True)
     module = IncrementalSegmenter(
         model,
         identity,
@@ -178,9 +186,7 @@ def train_old_model(
         StrategyConfig(distillation="none", refine=False),
         **_learner_settings(config),
     )
-    datamodule = _datamodule(
-        [scenario.old_train], scenario.old_val, scenario.old_val, None, config, seed
-    )
+    datamodule = _datamodule(old_sources, scenario.old_val, scenario.old_val, None, config, seed)
     return _fit_and_test(module, datamodule, config, out_dir, loggers)
 
 
@@ -195,7 +201,8 @@ def training_sources(scenario: Scenario, strategy: StrategyConfig) -> list[Segme
             )
         full = [scenario.new_train_full]
         return full + [scenario.old_train_full] if strategy.replay else full
-    return [scenario.new_train, scenario.old_train] if strategy.replay else [scenario.new_train]
+    new, old = as_sources(scenario.new_train), as_sources(scenario.old_train)
+    return new + old if strategy.replay else new
 
 
 def strategy_table(
@@ -233,10 +240,14 @@ def train_step(
     sources = training_sources(scenario, strategy)
     table = strategy_table(sources, transition, strategy)
     if strategy.init_from == "scratch":
-        student = create_model(num_classes=transition.num_student_classes, **model_spec)
+        student = build_model(model_spec, transition.num_student_classes, allow_factory=True)
     else:
         student = expand_head(
-            teacher, transition, split_aware=strategy.split_aware, init=strategy.init
+            teacher,
+            transition,
+            split_aware=strategy.split_aware,
+            init=strategy.init,
+            classifier=model_spec.get("classifier"),
         )
     weights = class_weights(sources, table) if strategy.class_weights else None
     module = IncrementalSegmenter(
@@ -252,9 +263,22 @@ def train_step(
     )
     shares = None
     if strategy.replay and strategy.labels == "partial":
-        shares = [1.0 - strategy.old_share, strategy.old_share]
+        shares = replay_shares(
+            [len(s) for s in as_sources(scenario.new_train)],
+            [len(s) for s in as_sources(scenario.old_train)],
+            strategy.old_share,
+        )
     datamodule = _datamodule(sources, scenario.val, scenario.test, shares, config, seed)
     return _fit_and_test(module, datamodule, config, out_dir, loggers, resume_from)
+
+
+def replay_shares(new_lengths: list[int], old_lengths: list[int], old_share: float) -> list[float]:
+    """Each training source's share of an epoch when replaying: the old sources together get
+    ``old_share``, the new ones the rest; within each group, in proportion to their sizes."""
+    new_total, old_total = sum(new_lengths), sum(old_lengths)
+    return [(1.0 - old_share) * n / new_total for n in new_lengths] + [
+        old_share * n / old_total for n in old_lengths
+    ]
 
 
 def _datamodule(

@@ -9,10 +9,13 @@ with complete ground truth in the student's classes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from incremental.data.base import SegmentationSource
 from incremental.labels import Transition
+
+if TYPE_CHECKING:
+    from incremental.models.existing import ExistingModel
 
 
 @dataclass
@@ -22,25 +25,36 @@ class Scenario:
     Attributes:
         name: scenario name (a results table row key).
         transition: teacher classes -> student classes.
-        old_train: old images in old labels (trains the teacher; replayed when asked).
-        new_train: new images, labeled only for the step's classes.
+        old_train: old images in old labels (trains the teacher; replayed when asked); one
+            source or several (folders labeled differently).
+        new_train: new images, labeled only for the step's classes; one source or several.
         val, test: complete ground truth in the student's classes (mask value = class index).
         old_train_full, new_train_full: the same images fully labeled in the student's classes,
             for the oracle; None when unknown.
-        old_val: old-class validation data for the teacher (step 0) in old labels.
+        old_val: old-class validation data for the teacher (step 0) in old labels; None when
+            the old model is given (``teacher``).
         info: scenario parameters worth reporting beside results (sizes, sibling rate...).
         report_new_classes: classes scored as "new" when not the transition's created ones
             (later steps of a multi-step benchmark: every class added after step 0).
+        teacher: the user's already trained old model; None: trained from ``old_train``.
     """
 
     name: str
     transition: Transition
-    old_train: SegmentationSource
-    new_train: SegmentationSource
+    old_train: SegmentationSource | tuple[SegmentationSource, ...]
+    new_train: SegmentationSource | tuple[SegmentationSource, ...]
     val: SegmentationSource
     test: SegmentationSource
-    old_val: SegmentationSource
+    old_val: SegmentationSource | None
     old_train_full: SegmentationSource | None = None
     new_train_full: SegmentationSource | None = None
     info: dict[str, Any] = field(default_factory=dict)
     report_new_classes: tuple[str, ...] | None = None
+    teacher: ExistingModel | None = None
+
+
+def as_sources(
+    sources: SegmentationSource | tuple[SegmentationSource, ...] | list[SegmentationSource],
+) -> list[SegmentationSource]:
+    """One source or several, as a list."""
+    return list(sources) if isinstance(sources, (tuple, list)) else [sources]

@@ -91,6 +91,64 @@ def create_model(
     return model
 
 
+def build_model(
+    spec: dict[str, Any],
+    num_classes: int,
+    *,
+    allow_factory: bool = False,
+    classifier: str | None = None,
+) -> nn.Module:
+    """The network a spec describes, with ``num_classes`` outputs.
+
+    Args:
+        spec: :func:`create_model` keyword arguments (an smp model), or ``{"factory":
+            "package.module:function", "factory_kwargs": {...}}`` for any PyTorch module; either
+            may hold ``classifier``, the qualified name of the final ``Conv2d``.
+        allow_factory: a factory spec imports and calls the user's code; it must be allowed
+            explicitly, since a spec may come from a file.
+        classifier: overrides ``spec["classifier"]``.
+
+    A factory's network whose classifier has another output count (a step added classes) gets
+    a fresh ``Conv2d`` of ``num_classes`` outputs in its place, of the same geometry.
+    """
+    spec = dict(spec)
+    classifier = classifier or spec.pop("classifier", None)
+    if "factory" not in spec:
+        return create_model(num_classes=num_classes, **spec)
+    if not allow_factory:
+        raise ValueError(
+            f"this model is built by user code ({spec['factory']!r}); allow it explicitly "
+            "(allow_factory=True, or --allow-factory on the command line) if you trust it"
+        )
+    model = _call_factory(str(spec["factory"]), dict(spec.get("factory_kwargs") or {}))
+    from incremental.models.head import find_classifier, replace_classifier
+
+    name, conv = (
+        (classifier, model.get_submodule(classifier)) if classifier else find_classifier(model)
+    )
+    if not isinstance(conv, nn.Conv2d):
+        raise ValueError(f"classifier {name!r} is a {type(conv).__name__}, not a Conv2d")
+    if conv.out_channels != num_classes:
+        replace_classifier(model, name, num_classes)
+    return model
+
+
+def _call_factory(factory: str, kwargs: dict[str, Any]) -> nn.Module:
+    import importlib
+
+    module_name, sep, function_name = factory.partition(":")
+    if not sep or not module_name or not function_name:
+        raise ValueError(f"factory: expected 'package.module:function', got {factory!r}")
+    try:
+        function = getattr(importlib.import_module(module_name), function_name)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"factory {factory!r}: cannot import it ({error})") from None
+    model = function(**kwargs)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"factory {factory!r} returned a {type(model).__name__}, not an nn.Module")
+    return model
+
+
 def segment_with_features(
     model: nn.Module, images: torch.Tensor
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:

@@ -43,6 +43,27 @@ def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, child, module)
 
 
+def replace_classifier(model: nn.Module, name: str, num_classes: int) -> nn.Conv2d:
+    """Put a fresh ``Conv2d`` with ``num_classes`` outputs (default init) in place of the
+    classifier ``name`` of ``model``, with its geometry, device and dtype; returns it."""
+    old = model.get_submodule(name)
+    new = nn.Conv2d(
+        old.in_channels,
+        num_classes,
+        old.kernel_size,
+        old.stride,
+        old.padding,
+        old.dilation,
+        old.groups,
+        old.bias is not None,
+        old.padding_mode,
+        device=old.weight.device,
+        dtype=old.weight.dtype,
+    )
+    _set_submodule(model, name, new)
+    return new
+
+
 @torch.no_grad()
 def expand_head(
     model: nn.Module,
@@ -66,8 +87,11 @@ def expand_head(
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
     student = copy.deepcopy(model)
-    # The teacher is usually frozen by now; the student trains, whatever the copy inherited.
+    # The teacher is usually frozen and in eval mode by now (a loaded or tested model); the
+    # student trains, whatever the copy inherited: gradients on, batch-norm statistics updated
+    # (Lightning leaves the modes it finds at the start of fit as they are).
     student.requires_grad_(True)
+    student.train()
     if classifier is None:
         name, old = find_classifier(student, transition.num_old_classes)
     else:
@@ -82,19 +106,7 @@ def expand_head(
             f"classifier {name!r} has no bias: mass-preserving expansion needs one to shift "
             "by -log k; use init='random'"
         )
-    new = nn.Conv2d(
-        old.in_channels,
-        transition.num_student_classes,
-        old.kernel_size,
-        old.stride,
-        old.padding,
-        old.dilation,
-        old.groups,
-        old.bias is not None,
-        old.padding_mode,
-        device=old.weight.device,
-        dtype=old.weight.dtype,
-    )
+    new = replace_classifier(student, name, transition.num_student_classes)
     index = {c: i for i, c in enumerate(transition.student_classes)}
     for k, (old_class, members) in enumerate(transition.teacher_sets(split_aware).items()):
         if init == "random":
@@ -105,5 +117,4 @@ def expand_head(
             new.weight[c] = old.weight[k]
             if old.bias is not None:
                 new.bias[c] = old.bias[k] - shift
-    _set_submodule(student, name, new)
     return student

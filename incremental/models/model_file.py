@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from incremental.io import write_atomic
-from incremental.models.create import create_model
+from incremental.models.create import build_model
 
 FORMAT = "incremental-model/1"
 
@@ -26,7 +26,8 @@ class ModelFile:
     """What a model file holds.
 
     Attributes:
-        spec: keyword arguments of :func:`create_model` (without ``num_classes``).
+        spec: how to build the network (:func:`~incremental.models.build_model`), without
+            ``num_classes``.
         classes: output class names, in channel order.
         state_dict: the network's weights.
         parents: class -> parent class name for split children (empty if none).
@@ -39,9 +40,14 @@ class ModelFile:
     parents: dict[str, str] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
 
-    def build(self) -> nn.Module:
-        """The network in eval mode, weights loaded."""
-        model = create_model(num_classes=len(self.classes), **self.spec)
+    def build(self, allow_factory: bool = False) -> nn.Module:
+        """The network in eval mode, weights loaded.
+
+        Args:
+            allow_factory: rebuild a network made by user code (a ``factory`` spec, see
+                :func:`~incremental.models.build_model`): importing it runs that code.
+        """
+        model = build_model(self.spec, len(self.classes), allow_factory=allow_factory)
         model.load_state_dict(self.state_dict)
         return model.eval()
 

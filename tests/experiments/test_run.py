@@ -19,8 +19,10 @@ TINY = {
     "train_old": {"epochs": 1, "batch_size": 4, "progress_bar": False, "limit_train_batches": 3},
     "train": {"epochs": 1, "batch_size": 4, "progress_bar": False, "limit_train_batches": 2},
     "scenario_overrides": {
-        "sizes": {"old_train": 12, "new_train": 8, "val": 4, "test": 4, "old_val": 4},
-        "image_size": 32,
+        "fashion": {
+            "sizes": {"old_train": 12, "new_train": 8, "val": 4, "test": 4, "old_val": 4},
+            "image_size": 32,
+        }
     },
 }
 

@@ -1,5 +1,6 @@
 """Tests of head expansion: mass preservation, random init, and the teacher left untouched."""
 
+import copy
 import math
 
 import pytest
@@ -137,3 +138,13 @@ def test_errors(teacher):
     wrong = Transition(("background", "coat"), new_classes=("bag",))
     with pytest.raises(ValueError, match="no Conv2d classifier with 2 output channels"):
         expand_head(teacher, wrong)
+
+
+def test_student_of_a_frozen_eval_teacher_trains(teacher):
+    # A loaded or cached old model is frozen and in eval mode; its student must not inherit
+    # either (batch norm in eval mode would silently never update its statistics).
+    frozen = copy.deepcopy(teacher).eval().requires_grad_(False)
+    student = expand_head(frozen, TRANSITIONS["both"])
+    assert all(m.training for m in student.modules())
+    assert all(p.requires_grad for p in student.parameters())
+    assert not any(m.training for m in frozen.modules())
