@@ -42,7 +42,8 @@ class ExperimentConfig:
         strategy_overrides: per strategy name, settings applied over its preset.
         scenario_overrides: per scenario kind (``fashion``, ``folders``, ``paper``), settings
             applied over the config of every scenario of that kind (``fashion: {sizes: ...}``).
-        overwrite: replace an existing output folder's results.
+        overwrite: replace the experiment in the output folder (its results, models, runs).
+        resume: continue the interrupted experiment in the output folder (same config).
     """
 
     name: str = "default"
@@ -68,6 +69,7 @@ class ExperimentConfig:
     strategy_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     scenario_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     overwrite: bool = False
+    resume: bool = False
 
 
 class ConfigError(ValueError):

@@ -61,7 +61,15 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, An
     parser.add_argument("--profile", help="quick, full, or a profile YAML")
     parser.add_argument("--output", help="output folder (default outputs/<name>)")
     parser.add_argument("--wandb", choices=["offline", "online", "disabled"])
-    parser.add_argument("--overwrite", action="store_true", help="replace existing results")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the output folder's experiment"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the output folder's interrupted experiment: keep finished runs, "
+        "continue interrupted ones from their last checkpoint",
+    )
     parser.add_argument(
         "--set",
         action="append",
@@ -83,8 +91,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, An
     for key in ("profile", "output", "wandb"):
         if getattr(args, key):
             overrides[key] = getattr(args, key)
-    if args.overwrite:
-        overrides["overwrite"] = True
+    for flag in ("overwrite", "resume"):
+        if getattr(args, flag):
+            overrides[flag] = True
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
@@ -176,6 +185,8 @@ def old_model(
         scenario, _train_dict(config.model), TrainConfig(**train), seed, run_dir, loggers
     )
     _finish(loggers)
+    if not MAIN_PROCESS:
+        return result
     save_model_file(
         path,
         result.model,
@@ -189,15 +200,12 @@ def old_model(
 def run_experiment(config: DictConfig) -> Any:
     """Run the grid; returns the results frame."""
     out = Path(config.output)
-    if (out / "results.csv").exists() and not config.overwrite:
-        raise ConfigError(
-            f"output: {out} already holds results.csv; pass --overwrite to replace it or "
-            "--output to write elsewhere"
-        )
-    if config.overwrite and (out / "runs").exists():
-        shutil.rmtree(out / "runs")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(config, resolve=True))
+    _check_devices(config)
+    if MAIN_PROCESS:
+        previous = _prepare_output(config, out)
+        (out / "config.yaml").write_text(OmegaConf.to_yaml(config, resolve=True))
+    else:  # a DDP process the launcher started: it follows the same runs and writes nothing
+        previous = _finished_rows(out) if config.resume else []
     strategies = {name: _strategy(config, name) for name in config.strategies}
     scenario_cfgs = {}
     for item in config.scenarios:
@@ -208,7 +216,8 @@ def run_experiment(config: DictConfig) -> Any:
         scenario_cfgs[scenario_cfg.get("name", str(item))] = scenario_cfg
     steps = {name: build_scenarios(cfg) for name, cfg in scenario_cfgs.items()}
     total = sum(len(s) for s in steps.values()) * len(config.seeds) * len(strategies)
-    rows, done, started = [], 0, time.time()
+    rows, done, started = list(previous), 0, time.time()
+    finished = {_run_key(r["scenario"], r["strategy"], r["replay"], r["seed"]) for r in rows}
     for name_, scenario_cfg in scenario_cfgs.items():
         scenarios = steps[name_]
         for seed in config.seeds:
@@ -228,14 +237,23 @@ def run_experiment(config: DictConfig) -> Any:
                         f"({time.time() - started:.0f} s elapsed)",
                         flush=True,
                     )
+                    key = _run_key(scenario.name, name.partition("+")[0], strategy.replay, seed)
+                    if key in finished:  # --resume: keep its row, chain from its model
+                        model = load_model_file(_model_path(out, scenario, name, seed)).build(
+                            allow_factory=True
+                        )
+                        print("  finished before: kept", flush=True)
+                        continue
                     row, model = _run_strategy(
                         config, scenario, scenario_cfg, teacher, model, name, strategy, seed, out
                     )
                     rows.append(row)
-                    # After every run, atomically: a kill never leaves half a table.
-                    table = results_frame(rows).to_csv(index=False).encode()
-                    write_atomic(out / "results.csv", lambda f, t=table: f.write(t))
+                    if MAIN_PROCESS:  # after every run, atomically: never half a table
+                        table = results_frame(rows).to_csv(index=False).encode()
+                        write_atomic(out / "results.csv", lambda f, t=table: f.write(t))
     frame = results_frame(rows)
+    if not MAIN_PROCESS:
+        return frame
     notes = [
         f"Profile `{config.profile}`, model `{_train_dict(config.model)}`, "
         f"{time.time() - started:.0f} s wall on this machine.",
@@ -250,6 +268,92 @@ def run_experiment(config: DictConfig) -> Any:
         print()
     print(f"results: {out / 'results.csv'}  summary: {out / 'summary.md'}")
     return frame
+
+
+#: Output files of an experiment: what --overwrite replaces.
+OUTPUTS = ("config.yaml", "results.csv", "summary.md", "comparison.png", "models", "runs")
+
+
+def _prepare_output(config: DictConfig, out: Path) -> list[dict]:
+    """Check what the output folder holds against --resume / --overwrite; returns the rows
+    of finished runs to keep (resume) or none.
+
+    Raises:
+        ConfigError: the folder holds an experiment and neither flag is given; --resume
+            without an experiment there, or with a config that differs from the saved one.
+    """
+    if config.resume and config.overwrite:
+        raise ConfigError("resume and overwrite: choose one")
+    existing = [name for name in OUTPUTS if (out / name).exists()]
+    if config.resume:
+        if not (out / "config.yaml").exists():
+            raise ConfigError(f"resume: {out} holds no experiment (config.yaml) to resume")
+        _check_same_config(OmegaConf.load(out / "config.yaml"), config, out)
+        return _finished_rows(out)
+    if existing and not config.overwrite:
+        raise ConfigError(
+            f"output: {out} already holds an experiment ({', '.join(existing)}); pass --resume "
+            "to continue it, --overwrite to replace it, or --output to write elsewhere"
+        )
+    for name in existing:  # --overwrite, explicitly
+        target = out / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    return []
+
+
+def _finished_rows(out: Path) -> list[dict]:
+    if not (out / "results.csv").exists():
+        return []
+    import pandas as pd
+
+    return pd.read_csv(out / "results.csv").to_dict("records")
+
+
+def _is_main_process() -> bool:
+    """False in the extra processes of a multi-process run (Lightning's DDP launcher re-runs
+    this command once per device; torchrun and SLURM start one per device and node)."""
+    ranks = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
+    return all(int(os.environ.get(name, "0") or 0) == 0 for name in ranks)
+
+
+#: Only the main process writes outputs, caches and prints the table.
+MAIN_PROCESS = _is_main_process()
+
+#: Settings that decide the processes of a run: step 0 and step 1 must agree, because every
+#: process of a multi-process run replays the whole experiment, fit by fit.
+DEVICE_KEYS = ("accelerator", "devices", "strategy", "num_nodes")
+
+
+def _check_devices(config: DictConfig) -> None:
+    differ = [k for k in DEVICE_KEYS if config.train_old[k] != config.train[k]]
+    multi = config.train.devices not in (1, "1") or config.train.num_nodes != 1
+    if differ and multi:
+        raise ConfigError(
+            f"train_old and train differ in {differ}: a multi-device experiment needs the same "
+            f"{list(DEVICE_KEYS)} for both steps (set train_old.<key> too)"
+        )
+
+
+def _check_same_config(saved: DictConfig, config: DictConfig, out: Path) -> None:
+    """A resumed experiment must be the same experiment: compare all but the flags."""
+    flags = ("resume", "overwrite")
+    old = {k: v for k, v in OmegaConf.to_container(saved, resolve=True).items() if k not in flags}
+    new = {k: v for k, v in OmegaConf.to_container(config, resolve=True).items() if k not in flags}
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if changed:
+        raise ConfigError(
+            f"resume: the config differs from {out / 'config.yaml'} in {changed}; resume with "
+            "the same settings, or start a new experiment with --output"
+        )
+
+
+def _run_key(scenario: str, strategy: str, replay: Any, seed: Any) -> tuple:
+    return (str(scenario), str(strategy), str(replay).lower() == "true", int(seed))
+
+
+def _model_path(out: Path, scenario: Scenario, name: str, seed: int) -> Path:
+    return out / "models" / scenario.name / f"{name}-seed{seed}.pt"
 
 
 def _strategy(config: DictConfig, name: str):
@@ -277,6 +381,9 @@ def _run_strategy(
         {"strategy": asdict(strategy), "train": train, "scenario": scenario_cfg},
     )
     started = time.time()
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if config.resume and last.is_file():
+        print(f"  resuming from {last}", flush=True)
     result = train_step(
         scenario,
         start_model,
@@ -286,10 +393,27 @@ def _run_strategy(
         seed,
         run_dir,
         loggers,
+        resume_from=str(last) if config.resume and last.is_file() else None,
     )
     _finish(loggers)
+    if MAIN_PROCESS:
+        _save_step_model(out, scenario, name, seed, result, spec)
+    row = {
+        "scenario": scenario.name,
+        "strategy": base,
+        "seed": seed,
+        "replay": strategy.replay,
+        **result.scores,
+        "old_model_miou": teacher.scores.get("miou_all"),
+        "train_seconds": round(time.time() - started, 1),
+        **{f"scenario/{k}": v for k, v in scenario.info.items()},
+    }
+    return row, result.model
+
+
+def _save_step_model(out: Path, scenario: Scenario, name: str, seed: int, result, spec) -> None:
     save_model_file(
-        out / "models" / scenario.name / f"{name}-seed{seed}.pt",
+        _model_path(out, scenario, name, seed),
         result.model,
         spec,
         scenario.transition.student_classes,
@@ -303,17 +427,6 @@ def _run_strategy(
             "transition": scenario.transition.to_config(),
         },
     )
-    row = {
-        "scenario": scenario.name,
-        "strategy": base,
-        "seed": seed,
-        "replay": strategy.replay,
-        **result.scores,
-        "old_model_miou": teacher.scores.get("miou_all"),
-        "train_seconds": round(time.time() - started, 1),
-        **{f"scenario/{k}": v for k, v in scenario.info.items()},
-    }
-    return row, result.model
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 from torch import nn
 
+from incremental.checkpoint_io import SafeCheckpointIO
 from incremental.data.base import SegmentationSource
 from incremental.data.datamodule import IncrementalDataModule
 from incremental.data.scenario import Scenario, as_sources
@@ -115,6 +116,8 @@ def make_trainer(
         deterministic=config.deterministic,
         logger=loggers if loggers else [CSVLogger(out_dir, name="logs")],
         callbacks=callbacks,
+        # Atomic checkpoint writes; weights_only loads (resume, testing the best checkpoint).
+        plugins=[SafeCheckpointIO()],
         enable_progress_bar=config.progress_bar,
         enable_model_summary=False,
         log_every_n_steps=10,
@@ -137,6 +140,8 @@ def _fit_and_test(
         # Lightning suggests workers on every CPU run; num_workers is the user's choice.
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*is smaller than the logging interval.*")
+        # Epoch metrics come from confusion matrices that torchmetrics syncs across processes.
+        warnings.filterwarnings("ignore", ".*when logging on epoch level in distributed.*")
         # The frozen teacher is in eval mode on purpose (IncrementalSegmenter.train keeps it).
         warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode at the start of training.*")
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)

@@ -1,0 +1,129 @@
+"""Killed runs resume: a step-1 run SIGKILLed mid-epoch continues from its last checkpoint and
+ends with the metrics of an uninterrupted run; output folders are never reused silently."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from experiments.run import main
+
+#: 8 steps per epoch (32 draws / batch 4), 3 epochs; the kill comes at step 12, mid-epoch 1,
+#: after epoch 0's checkpoint.
+STEPS_PER_EPOCH, KILL_AT_STEP = 8, 12
+CONFIG = {
+    "name": "resume",
+    "scenarios": ["fashion-new-class"],
+    "strategies": ["candidate-sets"],
+    "seeds": [0],
+    "wandb": "disabled",
+    "train_old": {"epochs": 1, "batch_size": 4, "progress_bar": False, "limit_train_batches": 2},
+    "train": {
+        "epochs": 3,
+        "epoch_size": 4 * STEPS_PER_EPOCH,
+        "batch_size": 4,
+        "progress_bar": False,
+        "deterministic": True,
+    },
+    "scenario_overrides": {
+        "fashion": {
+            "sizes": {"old_train": 12, "new_train": 12, "val": 4, "test": 4, "old_val": 4},
+            "image_size": 32,
+        }
+    },
+}
+
+#: Runs the experiment and SIGKILLs itself at a global step of step-1 training.
+KILLER = textwrap.dedent(
+    """
+    import os, signal, sys
+    import lightning as L
+    from experiments.run import main
+    from incremental import workflow
+
+    class KillAt(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            if module.teacher is not None and trainer.global_step == int(sys.argv[3]):
+                os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no flush: a real crash
+
+    make_trainer = workflow.make_trainer
+    def killing_trainer(*args, **kwargs):
+        trainer = make_trainer(*args, **kwargs)
+        trainer.callbacks.append(KillAt())
+        return trainer
+
+    workflow.make_trainer = killing_trainer
+    sys.exit(main([sys.argv[1], "--output", sys.argv[2]]))
+    """
+)
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    path = tmp_path / "resume.yaml"
+    path.write_text(yaml.safe_dump({**CONFIG, "cache_dir": str(tmp_path / "cache")}))
+    return path
+
+
+def test_sigkilled_run_resumes_to_the_same_metrics(tmp_path, config_file, capsys):
+    killed = tmp_path / "killed"
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "OMP_NUM_THREADS": "1"}
+    process = subprocess.run(
+        [sys.executable, str(script), str(config_file), str(killed), str(KILL_AT_STEP)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert process.returncode == -9, process.stderr[-2000:]
+    checkpoints = killed / "runs" / "fashion-new-class" / "candidate-sets" / "seed0" / "checkpoints"
+    last = torch.load(checkpoints / "last.ckpt", weights_only=True)
+    assert last["global_step"] == STEPS_PER_EPOCH  # epoch 0 done, epoch 1 was cut
+    assert not (killed / "results.csv").exists()
+
+    # Without a flag the folder is refused; with --resume the run continues.
+    assert main([str(config_file), "--output", str(killed)]) == 2
+    capsys.readouterr()
+    assert main([str(config_file), "--output", str(killed), "--resume"]) == 0
+    assert f"resuming from {checkpoints / 'last.ckpt'}" in capsys.readouterr().out
+    assert main([str(config_file), "--output", str(tmp_path / "straight")]) == 0
+    resumed = pd.read_csv(killed / "results.csv")
+    straight = pd.read_csv(tmp_path / "straight" / "results.csv")
+    metrics = [c for c in straight if c.startswith(("miou", "iou/", "hiou"))]
+    # CPU, deterministic algorithms, per-draw augmentation seeds: equal to float precision.
+    pd.testing.assert_frame_equal(resumed[metrics], straight[metrics], atol=1e-6, rtol=0)
+
+
+def test_resume_keeps_finished_runs_and_checks_the_config(tmp_path, config_file, capsys):
+    out = tmp_path / "out"
+    fast = ["--set", "train.epochs=1", "--set", "train.limit_train_batches=2"]
+    assert main([str(config_file), "--output", str(out), *fast]) == 0
+    before = (out / "results.csv").read_text()
+    capsys.readouterr()
+    assert main([str(config_file), "--output", str(out), "--resume", *fast]) == 0
+    assert "finished before: kept" in capsys.readouterr().out
+    assert (out / "results.csv").read_text() == before
+    # A different config is another experiment: refused, naming the key.
+    assert main([str(config_file), "--output", str(out), "--resume"]) == 2
+    assert "differs from" in capsys.readouterr().err  # train.epochs, limit_train_batches
+    assert main([str(config_file), "--output", str(out), "--resume", "--overwrite"]) == 2
+    assert main([str(config_file), "--output", str(tmp_path / "empty"), "--resume"]) == 2
+
+
+def test_overwrite_replaces_the_whole_experiment(tmp_path, config_file):
+    out = tmp_path / "out"
+    fast = ["--set", "train.epochs=1", "--set", "train.limit_train_batches=2"]
+    assert main([str(config_file), "--output", str(out), *fast]) == 0
+    stale = out / "runs" / "stale.txt"
+    stale.write_text("from an older run")
+    assert main([str(config_file), "--output", str(out), "--overwrite", *fast]) == 0
+    assert not stale.exists() and (out / "results.csv").exists()

@@ -1,0 +1,69 @@
+"""Checkpoints and model files: atomic writes (a crash mid-write keeps the previous file whole)
+and weights-only loads (a file carrying pickled code is refused)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from incremental.checkpoint_io import SafeCheckpointIO, UnsafeCheckpointError
+from incremental.io import write_atomic
+from incremental.models import create_model, load_model_file, save_model_file
+
+
+class Crash(Exception):
+    pass
+
+
+def test_crash_mid_write_keeps_the_previous_file(tmp_path):
+    path = tmp_path / "results.csv"
+    write_atomic(path, lambda f: f.write(b"complete,table\n"))
+
+    def half_then_crash(f):
+        f.write(b"half a ta")
+        raise Crash
+
+    with pytest.raises(Crash):
+        write_atomic(path, half_then_crash)
+    assert path.read_bytes() == b"complete,table\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]  # no temporary left
+
+
+def test_checkpoint_crash_mid_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    io = SafeCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"global_step": 1, "w": torch.ones(3)}, path)
+
+    real_replace = __import__("os").replace
+
+    def crash(*args):  # the process dies after writing the temporary, before the rename
+        raise Crash
+
+    monkeypatch.setattr("incremental.io.os.replace", crash)
+    with pytest.raises(Crash):
+        io.save_checkpoint({"global_step": 2, "w": torch.zeros(3)}, path)
+    monkeypatch.setattr("incremental.io.os.replace", real_replace)
+    assert io.load_checkpoint(path)["global_step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_checkpoint_with_pickled_code_is_refused(tmp_path):
+    # A whole pickled module: unpickling it imports and runs class code.
+    torch.save({"state_dict": torch.nn.Linear(1, 1)}, tmp_path / "evil.ckpt")
+    with pytest.raises(UnsafeCheckpointError, match=r"evil.ckpt: refused to load"):
+        SafeCheckpointIO().load_checkpoint(tmp_path / "evil.ckpt")
+
+
+def test_model_file_save_is_atomic(tmp_path, monkeypatch):
+    model = create_model("tiny-unet", 2)
+    path = save_model_file(tmp_path / "m.pt", model, {"name": "tiny-unet"}, ["a", "b"])
+
+    def crash(obj, f):
+        f.write(b"\x80\x02partial")
+        raise Crash
+
+    monkeypatch.setattr("incremental.models.model_file.torch.save", crash)
+    with pytest.raises(Crash):
+        save_model_file(path, model, {"name": "tiny-unet"}, ["a", "c"])
+    monkeypatch.undo()
+    assert load_model_file(path).classes == ["a", "b"]
