@@ -1,15 +1,18 @@
 """The LightningModule: a frozen teacher, a student with the expanded head, a strategy.
 
-The teacher (the old model) runs without grad in eval mode and is never updated; it is a
-submodule so checkpoints carry it and a run can resume. The strategy decides which loss terms
-apply (:mod:`incremental.strategies`). The same module trains the old model (step 0): no
-teacher, an identity transition, plain candidate sets.
+The teacher (the old model) runs under ``torch.inference_mode`` in eval mode and is never
+updated; it is a submodule so checkpoints carry it and a run can resume. When the student's
+network is frozen up to its classifier (``freeze="old_network"``), teacher and student compute
+the same features: they are computed once and fed to both heads. The strategy decides which
+loss terms apply (:mod:`incremental.strategies`). The same module trains the old model
+(step 0): no teacher, an identity transition, plain candidate sets.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+import warnings
+from typing import Any, NamedTuple
 
 import lightning as L
 import torch
@@ -40,6 +43,80 @@ from incremental.strategies import StrategyConfig
 
 class NonFiniteLossError(RuntimeError):
     """A loss term became NaN or infinite."""
+
+
+# ---------------------------------------------------------------------- shared features
+def head_name(model: nn.Module, num_classes: int) -> str:
+    """The qualified name of the submodule that turns ``model``'s features into its logits.
+
+    smp's ``segmentation_head`` when it holds the classifier (it may upsample after the
+    classifier: DeepLabV3), otherwise the classifier itself (:func:`find_classifier`).
+    """
+    name, _ = find_classifier(model, num_classes)
+    if name.startswith("segmentation_head."):
+        return "segmentation_head"
+    return name
+
+
+def _state_outside(model: nn.Module, head: str) -> dict[str, torch.Tensor]:
+    prefix = f"{head}."
+    return {k: v for k, v in model.state_dict().items() if not k.startswith(prefix)}
+
+
+def same_body(student: nn.Module, teacher: nn.Module, head: str) -> bool:
+    """Whether ``student`` and ``teacher`` are the same network outside their ``head``:
+    same class, same parameter and buffer names, equal values."""
+    if type(student) is not type(teacher):
+        return False
+    ours, theirs = _state_outside(student, head), _state_outside(teacher, head)
+    return ours.keys() == theirs.keys() and all(
+        v.shape == theirs[k].shape and torch.equal(v, theirs[k].to(v.device))
+        for k, v in ours.items()
+    )
+
+
+def forward_to_head(
+    model: nn.Module, head: str, images: torch.Tensor
+) -> tuple[torch.Tensor, tuple[Any, ...] | None]:
+    """``model(images)`` and the positional inputs its submodule ``head`` received.
+
+    Args:
+        images: (B, 3, H, W).
+
+    Returns:
+        logits (B, C, H, W), and the head's inputs (for smp models the decoder output,
+        (B, D, H, W)); None instead of the inputs when the model's output is not the head's
+        own output (the model transforms it after the head), so that the inputs would not
+        give the model's logits through another head.
+    """
+    seen: dict[str, Any] = {}
+
+    def capture(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        seen["args"], seen["output"] = args, output
+
+    handle = model.get_submodule(head).register_forward_hook(capture)
+    try:
+        logits = model(images)
+    finally:
+        handle.remove()
+    # An identity check, not a value check: the head's output object must be what the model
+    # returned, with nothing applied in between.
+    return logits, (seen["args"] if seen.get("output") is logits else None)
+
+
+class Forwards(NamedTuple):
+    """What one training step's forwards give.
+
+    Attributes:
+        logits: student logits (B, C, H, W), with grad.
+        teacher_logits: teacher logits (B, K, H, W), inference tensors; None without teacher.
+        student_features, teacher_features: feature maps for POD, or None.
+    """
+
+    logits: torch.Tensor
+    teacher_logits: torch.Tensor | None = None
+    student_features: list[torch.Tensor] | None = None
+    teacher_features: list[torch.Tensor] | None = None
 
 
 class IncrementalSegmenter(L.LightningModule):
@@ -114,6 +191,7 @@ class IncrementalSegmenter(L.LightningModule):
         self._parents = transition.parent_classes()
         if self.strategy.freeze == "old_network":
             self._freeze_old_network()
+        self._shared_head = self._find_shared_head()
         self.test_scores: dict[str, float] = {}
 
     # ------------------------------------------------------------------ set-up
@@ -133,6 +211,22 @@ class IncrementalSegmenter(L.LightningModule):
         if classifier.bias is not None:
             classifier.bias.register_hook(mask_rows)
         self._frozen_classifier = classifier
+
+    def _find_shared_head(self) -> str | None:
+        """The head whose input the teacher can take from the student's forward, or None.
+
+        Only a frozen student body stays equal to the teacher's through training (weights,
+        and BatchNorm statistics since :meth:`train` keeps it in eval mode); a trainable one
+        parts from it at the first step. Feature distillation (POD) compares the two bodies'
+        features and keeps two forwards.
+        """
+        s = self.strategy
+        if not s.uses_teacher or s.freeze != "old_network" or s.pod_weight > 0:
+            return None
+        head = head_name(self.student, len(self.classes))
+        if head != head_name(self.teacher, self.transition.num_old_classes):
+            return None
+        return head if same_body(self.student, self.teacher, head) else None
 
     def train(self, mode: bool = True) -> IncrementalSegmenter:
         """Keep the teacher (and a frozen student body) in eval mode: their BatchNorm
@@ -189,14 +283,20 @@ class IncrementalSegmenter(L.LightningModule):
     def _candidates(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return lookup_candidates(self.candidate_sets, batch["mask"], batch["dataset"])
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+    def _forwards(self, images: torch.Tensor) -> Forwards:
+        """Student and teacher outputs for images (B, 3, H, W) (see :class:`Forwards`).
+
+        The teacher runs under ``torch.inference_mode``: it records no graph and its outputs
+        are inference tensors. The losses only read them (softmax, argmax, ``detach``), which
+        makes normal tensors, and never modify them in place nor save them for backward, so no
+        clone is needed; ``test_training_step_every_strategy`` runs every loss on them.
+        """
         s = self.strategy
-        images = batch["image"]
-        candidates = self._candidates(batch)
-        informative = lookup_informative(self.informative_values, batch["mask"], batch["dataset"])
+        if self._shared_head is not None:
+            return Forwards(*self._forwards_shared(images))
         teacher_logits = teacher_features = student_features = None
         if s.uses_teacher:
-            with torch.no_grad():
+            with torch.inference_mode():
                 if s.pod_weight > 0:
                     teacher_logits, teacher_features = segment_with_features(self.teacher, images)
                 else:
@@ -205,6 +305,34 @@ class IncrementalSegmenter(L.LightningModule):
             logits, student_features = segment_with_features(self.student, images)
         else:
             logits = self.student(images)
+        return Forwards(logits, teacher_logits, student_features, teacher_features)
+
+    def _forwards_shared(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Student logits (B, C, H, W) and teacher logits (B, K, H, W) from one forward of the
+        shared body: the teacher's head reads the input of the student's.
+
+        Equal to two separate forwards (``tests/test_train_speed.py``) because the bodies are
+        equal (:meth:`_find_shared_head`).
+        """
+        logits, head_inputs = forward_to_head(self.student, self._shared_head, images)
+        if head_inputs is None:
+            warnings.warn(
+                f"{type(self.student).__name__} transforms the output of its "
+                f"{self._shared_head!r}: the teacher runs its own forward from now on",
+                stacklevel=2,
+            )
+            self._shared_head = None
+            with torch.inference_mode():
+                return logits, self.teacher(images)
+        with torch.inference_mode():
+            return logits, self.teacher.get_submodule(self._shared_head)(*head_inputs)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        s = self.strategy
+        images = batch["image"]
+        candidates = self._candidates(batch)
+        informative = lookup_informative(self.informative_values, batch["mask"], batch["dataset"])
+        logits, teacher_logits, student_features, teacher_features = self._forwards(images)
 
         image_factor = None
         label_candidates = candidates  # label-conditioned distillation reads the label's sets

@@ -76,7 +76,9 @@ def test_sigkilled_run_resumes_to_the_same_metrics(tmp_path, config_file, capsys
     killed = tmp_path / "killed"
     script = tmp_path / "killer.py"
     script.write_text(KILLER)
-    env = {**os.environ, "PYTHONPATH": os.getcwd(), "OMP_NUM_THREADS": "1"}
+    # The same thread count as this process: CPU kernels' summation order depends on it.
+    threads = str(torch.get_num_threads())
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "OMP_NUM_THREADS": threads}
     process = subprocess.run(
         [sys.executable, str(script), str(config_file), str(killed), str(KILL_AT_STEP)],
         env=env,

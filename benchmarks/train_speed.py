@@ -1,0 +1,461 @@
+"""Training-step speed: our LightningModule in Lightning's loop vs a plain PyTorch loop.
+
+One step-1 training step of candidate sets (teacher forward, student forward and backward,
+every loss term, AdamW step, learning-rate schedule) on one fixed pre-collated batch of
+Fashion scenes, so data loading is left out. Lightning runs its real training loop
+(``Trainer.fit`` with ``max_steps`` over a loader that yields that batch), timed from one
+``on_train_batch_start`` to the next: everything the framework does per step counts. The plain
+loop does the same computation with the same networks, buffers, loss functions and optimizer.
+Blocks of the two alternate, each block's warm-up steps are discarded, medians are reported.
+
+Rows: ``candidate-sets``; ``freeze``, candidate sets with the network frozen but the classifier
+(``freeze="old_network"``: teacher and student share their features, one body forward, two
+heads), next to that strategy's plain loop with two full forwards (the computation before
+sharing). The ``freeze`` preset itself has no teacher (no distillation, no refinement), hence
+the override. ``--rss-run`` adds the peak RSS of one complete ``train_step`` in a fresh process.
+
+    python -m benchmarks.train_speed [--batch-size 8] [--size 64] [--steps 10] [--rounds 6]
+        [--warmup 2] [--threads N] [--clock wall|cpu] [--model tiny-unet]
+        [--strategy all|candidate-sets|freeze] [--rss-run]
+
+(from the repository root; ``python benchmarks/train_speed.py`` needs the project installed.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from experiments.config import load_scenario_config
+from experiments.scenarios import build_scenario
+from incremental.data.base import SampleDataset
+from incremental.data.datamodule import pad_collate
+from incremental.data.scenario import Scenario
+from incremental.labels import lookup_candidates, lookup_informative
+from incremental.losses import partial_cross_entropy, refine_candidates, set_distillation
+from incremental.models import create_model, expand_head, list_models
+from incremental.module import IncrementalSegmenter, forward_to_head, head_name
+from incremental.strategies import StrategyConfig, resolve_strategy
+from incremental.workflow import TrainConfig, strategy_table, train_step, training_sources
+
+#: Benchmark rows: candidate sets as trained, and with the old network frozen.
+STRATEGIES: dict[str, dict[str, Any]] = {
+    "candidate-sets": {},
+    "freeze": {"freeze": "old_network"},
+}
+TARGET_RATIO = 1.10
+#: ``cpu`` counts this process's CPU time only: steadier than wall time on a shared machine.
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+Batch = dict[str, torch.Tensor]
+
+
+# ---------------------------------------------------------------------- set-up
+def make_scenario(size: int, images: int) -> Scenario:
+    """The fashion-new-class scenario at ``size`` x ``size`` with ``images`` training images."""
+    sizes = {"old_train": images, "new_train": images, "val": 4, "test": 4, "old_val": 4}
+    overrides: dict[str, Any] = {"sizes": sizes, "image_size": size}
+    if size < 64:  # the shipped item counts crowd small scenes (as tests/conftest.py)
+        overrides["items_per_scene"] = [1, 2]
+    return build_scenario(load_scenario_config("fashion-new-class", overrides))
+
+
+def make_strategy(name: str) -> StrategyConfig:
+    return resolve_strategy("candidate-sets", STRATEGIES[name])
+
+
+def make_batch(scenario: Scenario, strategy: StrategyConfig, batch_size: int) -> Batch:
+    """One pre-collated training batch: image (B, 3, H, W), mask (B, H, W), dataset (B,)."""
+    source = training_sources(scenario, strategy)[0]
+    return pad_collate([SampleDataset(source, 0)[i] for i in range(batch_size)])
+
+
+def make_module(
+    scenario: Scenario, strategy: StrategyConfig, model: str, seed: int = 0
+) -> IncrementalSegmenter:
+    """The step-1 module as :func:`incremental.workflow.train_step` builds it (untrained
+    teacher: speed does not depend on the weights)."""
+    torch.manual_seed(seed)
+    transition = scenario.transition
+    teacher = create_model(model, transition.num_old_classes).eval()
+    student = expand_head(teacher, transition, split_aware=strategy.split_aware, init=strategy.init)
+    table = strategy_table(training_sources(scenario, strategy), transition, strategy)
+    config = TrainConfig()
+    return IncrementalSegmenter(
+        student,
+        transition,
+        table,
+        strategy,
+        teacher=teacher if strategy.uses_teacher else None,
+        report_new_classes=scenario.report_new_classes,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        optimizer=config.optimizer,
+    )
+
+
+# ---------------------------------------------------------------------- Lightning
+class _SameBatch(Dataset):
+    """``length`` times the same batch (a loader with ``batch_size=None`` passes it on)."""
+
+    def __init__(self, batch: Batch, length: int) -> None:
+        self.batch, self.length = batch, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> Batch:
+        return self.batch
+
+
+class StepTimer(L.Callback):
+    """Times between consecutive ``on_train_batch_start`` calls: fetching, transfer, hooks, the
+    step itself, logging and the scheduler, everything Lightning does per step."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.starts: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.starts.append(self.clock())
+
+    def step_times(self) -> list[float]:
+        return [b - a for a, b in zip(self.starts, self.starts[1:], strict=False)]
+
+
+def lightning_block(
+    module: IncrementalSegmenter, batch: Batch, steps: int, warmup: int, clock: Callable
+) -> list[float]:
+    """Seconds per step of ``steps`` steps of ``Trainer.fit``, after ``warmup`` steps."""
+    timer = StepTimer(clock)
+    total = warmup + steps + 1  # n starts give n - 1 step times
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=total,
+        precision="32-true",
+        deterministic=True,  # as incremental.workflow.make_trainer
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        callbacks=[timer],
+    )
+    loader = DataLoader(_SameBatch(batch, total), batch_size=None)
+    trainer.fit(module, train_dataloaders=loader)
+    return timer.step_times()[warmup:]
+
+
+# ---------------------------------------------------------------------- plain PyTorch
+@dataclass
+class PlainLoop:
+    """The module's step-1 computation without Lightning: its networks and buffers, the
+    losses of :mod:`incremental.losses`, AdamW and the polynomial schedule.
+
+    ``teacher``: ``"separate"`` (two full forwards), ``"shared"`` (one body forward, two heads),
+    or ``"none"`` (student only: cross-entropy on the label's sets).
+    """
+
+    module: IncrementalSegmenter
+    teacher: str
+    total_steps: int
+    clock: Callable[[], float] = time.perf_counter
+    teacher_seconds: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        m, s = self.module, self.module.strategy
+        if s.distillation != "set" or s.pseudo_labels or s.pod_weight > 0:
+            raise ValueError("the plain loop reproduces candidate sets only")
+        params = [p for p in m.student.parameters() if p.requires_grad]
+        decay = 0.0 if s.freeze == "old_network" else m.weight_decay  # as the module
+        self.optimizer = torch.optim.AdamW(params, lr=m.lr, weight_decay=decay)
+        total = self.total_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: max(1.0 - step / total, 0.0) ** 0.9
+        )
+        self.head = head_name(m.student, len(m.classes)) if self.teacher == "shared" else None
+        m.train()  # the module's train() keeps the teacher and a frozen body in eval mode
+
+    def forwards(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Student logits (B, C, H, W) and teacher logits (B, K, H, W) or None, in the
+        module's order (teacher first)."""
+        student, teacher = self.module.student, self.module.teacher
+        if self.teacher == "none":
+            return student(images), None
+        if self.teacher == "shared":
+            logits, head_inputs = forward_to_head(student, self.head, images)
+            return logits, self._timed(teacher.get_submodule(self.head), *head_inputs)
+        teacher_logits = self._timed(teacher, images)
+        return student(images), teacher_logits
+
+    def _timed(self, network: torch.nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
+        """``network(*inputs)`` under inference mode, as the module runs the teacher; the time
+        goes to ``teacher_seconds``."""
+        start = self.clock()
+        with torch.inference_mode():
+            out = network(*inputs)
+        self.teacher_seconds.append(self.clock() - start)
+        return out
+
+    def step(self, batch: Batch) -> None:
+        m, s = self.module, self.module.strategy
+        candidates = lookup_candidates(m.candidate_sets, batch["mask"], batch["dataset"])
+        informative = lookup_informative(m.informative_values, batch["mask"], batch["dataset"])
+        logits, teacher_logits = self.forwards(batch["image"])
+        if teacher_logits is not None:
+            refined = refine_candidates(
+                candidates, teacher_logits, m.teacher_sets, s.refine_threshold, s.refine_criterion
+            )
+            candidates = torch.where(informative[:, None], refined, candidates)
+        with torch.no_grad():
+            probs = logits.softmax(dim=1)
+        loss = partial_cross_entropy(
+            logits, candidates, m.class_weights, s.focal_gamma, informative=informative, probs=probs
+        )
+        if teacher_logits is not None:
+            loss = loss + s.kd_weight * set_distillation(
+                logits, teacher_logits, m.teacher_sets, s.temperature, probs=probs
+            )
+        if not bool(torch.isfinite(loss)):  # the module checks too
+            raise FloatingPointError("non-finite loss")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+
+
+def plain_block(
+    module: IncrementalSegmenter,
+    teacher: str,
+    batch: Batch,
+    steps: int,
+    warmup: int,
+    clock: Callable[[], float],
+) -> tuple[list[float], list[float]]:
+    """Seconds per step and teacher seconds per step, after ``warmup`` steps."""
+    loop = PlainLoop(module, teacher, warmup + steps, clock)
+    times = []
+    for _ in range(warmup + steps):
+        start = clock()
+        loop.step(batch)
+        times.append(clock() - start)
+    return times[warmup:], loop.teacher_seconds[warmup:]
+
+
+# ---------------------------------------------------------------------- measurement
+def measure(module: IncrementalSegmenter, batch: Batch, args: argparse.Namespace) -> dict:
+    """Alternating blocks; medians in ms, images/s, Lightning/plain and the teacher's share."""
+    frozen = module.strategy.freeze == "old_network"
+    steps, warmup, clock = args.steps, args.warmup, CLOCKS[args.clock]
+
+    def plain(teacher: str) -> Callable[[], tuple[list[float], list[float]]]:
+        return lambda: plain_block(module, teacher, batch, steps, warmup, clock)
+
+    blocks = {
+        "lightning": lambda: (lightning_block(module, batch, steps, warmup, clock), []),
+        "plain": plain("shared" if frozen else "separate"),
+        "student_only": plain("none"),
+    }
+    if frozen:  # the computation before sharing, for the gain
+        blocks["two_forwards"] = plain("separate")
+    times: dict[str, list[float]] = {k: [] for k in blocks}
+    teacher: dict[str, list[float]] = {k: [] for k in blocks}
+    names = list(blocks)
+    for r in range(args.rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order
+            step_s, teacher_s = blocks[name]()
+            times[name] += step_s
+            teacher[name] += teacher_s
+    ms = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    teacher_ms = {k: statistics.median(v) * 1e3 for k, v in teacher.items() if v}
+    images = len(batch["image"])
+    return {
+        "lightning_ms": ms["lightning"],
+        "plain_ms": ms["plain"],
+        "ratio": ms["lightning"] / ms["plain"],
+        "lightning_img_s": images / ms["lightning"] * 1e3,
+        "plain_img_s": images / ms["plain"] * 1e3,
+        "student_only_ms": ms["student_only"],
+        "teacher_ms": teacher_ms["plain"],
+        "teacher_share": teacher_ms["plain"] / ms["plain"],
+        "two_forwards_ms": ms.get("two_forwards"),
+        "two_forwards_teacher_ms": teacher_ms.get("two_forwards"),
+    }
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far, ``ru_maxrss`` (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _proc_status_mib(key: str) -> float:
+    """A memory line of Linux's ``/proc/self/status`` in MiB (NaN elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{key}:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def rss_child(args: argparse.Namespace) -> dict[str, float]:
+    """One complete step-1 ``train_step`` (one short epoch, validation and test included).
+
+    Returns the peak RSS before training (imports and scenario: a high-water mark training must
+    pass to show), the resident size when training starts, and the peak RSS after it. Peaks are
+    ``VmHWM``, not ``ru_maxrss``: Linux carries ``ru_maxrss`` over ``exec`` from the parent
+    that spawned this process, so it would report the parent's peak.
+    """
+    scenario = make_scenario(args.size, 4 * args.batch_size)
+    before, resident = _proc_status_mib("VmHWM"), _proc_status_mib("VmRSS")
+    teacher = create_model(args.model, scenario.transition.num_old_classes).eval()
+    config = TrainConfig(epochs=1, batch_size=args.batch_size, progress_bar=False, augment="none")
+    with tempfile.TemporaryDirectory() as out:
+        train_step(
+            scenario, teacher, {"name": args.model}, make_strategy(args.strategy), config, 0, out
+        )
+    return {"before_mib": before, "resident_mib": resident, "peak_mib": _proc_status_mib("VmHWM")}
+
+
+def rss_run(args: argparse.Namespace, strategy: str) -> dict[str, float]:
+    """:func:`rss_child` in a fresh interpreter, so this process's allocations do not count."""
+    # As a module from the repository root, so that ``experiments`` imports without install.
+    command = [sys.executable, "-m", "benchmarks.train_speed", "--rss-child"]
+    command += ["--strategy", strategy, "--size", str(args.size)]
+    command += ["--batch-size", str(args.batch_size), "--model", args.model]
+    if args.threads is not None:
+        command += ["--threads", str(args.threads)]
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=root)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------- report
+def print_table(results: dict[str, dict]) -> None:
+    print(
+        f"{'strategy':<16}{'Lightning ms':>13}{'plain ms':>10}{'L/plain':>9}"
+        f"{'L img/s':>9}{'plain img/s':>13}"
+    )
+    for name, r in results.items():
+        print(
+            f"{name:<16}{r['lightning_ms']:>13.1f}{r['plain_ms']:>10.1f}{r['ratio']:>9.2f}"
+            f"{r['lightning_img_s']:>9.0f}{r['plain_img_s']:>13.0f}"
+        )
+    worst = max(r["ratio"] for r in results.values())
+    verdict = "met" if worst <= TARGET_RATIO else "NOT met"
+    print(f"target Lightning/plain <= {TARGET_RATIO:.2f}: {verdict} (worst {worst:.2f})")
+    print()
+    print(
+        f"{'plain loop':<16}{'student-only ms':>16}{'student+teacher ms':>20}"
+        f"{'teacher ms':>12}{'teacher share':>15}"
+    )
+    for name, r in results.items():
+        print(
+            f"{name:<16}{r['student_only_ms']:>16.1f}{r['plain_ms']:>20.1f}"
+            f"{r['teacher_ms']:>12.1f}{r['teacher_share']:>15.0%}"
+        )
+        if r["two_forwards_ms"] is not None:
+            label = f"{name} 2 fwd"
+            share = r["two_forwards_teacher_ms"] / r["two_forwards_ms"]
+            print(
+                f"{label:<16}{r['student_only_ms']:>16.1f}{r['two_forwards_ms']:>20.1f}"
+                f"{r['two_forwards_teacher_ms']:>12.1f}{share:>15.0%}"
+            )
+            gain = r["two_forwards_ms"] / r["plain_ms"]
+            print(f"  shared features vs two forwards: {gain:.2f}x faster step")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--size", type=int, default=64, help="scene height and width")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per block")
+    parser.add_argument("--warmup", type=int, default=2, help="discarded steps per block")
+    parser.add_argument("--rounds", type=int, default=6, help="alternations of the blocks")
+    parser.add_argument("--threads", type=int, default=None, help="default: torch's")
+    parser.add_argument("--clock", default="wall", choices=list(CLOCKS), help="cpu: process time")
+    parser.add_argument("--model", default="tiny-unet", choices=list_models())
+    parser.add_argument("--strategy", default="all", choices=["all", *STRATEGIES])
+    parser.add_argument("--rss-run", action="store_true", help="peak RSS of one train_step")
+    parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Silence Lightning's banners and its advice about the set-up chosen here (no workers, no
+    validation, a frozen teacher in eval mode, no logger); restored afterwards."""
+    logger = logging.getLogger("lightning.pytorch")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            for message in ("many workers", "no `val_dataloader`", "in eval mode", "self.log"):
+                warnings.filterwarnings("ignore", f".*{message}.*")
+            warnings.filterwarnings("ignore", ".*LeafSpec.*")  # Lightning vs newer torch
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark and print its tables; returns the numbers (per strategy, RSS)."""
+    args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    with quiet_lightning():
+        if args.rss_child:
+            print(json.dumps(rss_child(args)))
+            return {}
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    names = list(STRATEGIES) if args.strategy == "all" else [args.strategy]
+    scenario = make_scenario(args.size, args.batch_size)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.model}, batch "
+        f"{args.batch_size} of {args.size}x{args.size}, median of {args.rounds} rounds x "
+        f"{args.steps} steps per block ({args.warmup} warm-up steps discarded), "
+        f"{args.clock} clock"
+    )
+    results = {}
+    for name in names:
+        strategy = make_strategy(name)
+        batch = make_batch(scenario, strategy, args.batch_size)
+        results[name] = measure(make_module(scenario, strategy, args.model), batch, args)
+    print_table(results)
+    report: dict[str, Any] = {"strategies": results, "peak_rss_mib": peak_rss_mib()}
+    print(f"\npeak RSS of this process after the measurement: {report['peak_rss_mib']:.0f} MiB")
+    if args.rss_run:
+        report["rss_run"] = {name: rss_run(args, name) for name in names}
+        for name, r in report["rss_run"].items():
+            print(
+                f"train_step ({name}) in a fresh process: peak RSS {r['peak_mib']:.0f} MiB "
+                f"(before training: peak {r['before_mib']:.0f} MiB, resident "
+                f"{r['resident_mib']:.0f} MiB)"
+            )
+    return report
+
+
+if __name__ == "__main__":
+    main()
