@@ -54,3 +54,17 @@ def test_class_weights_favour_rare_classes(new_class_scenario):
     median = float(np.median(list(seen.values())))
     for c, n in seen.items():
         assert math.isclose(weights[classes.index(c)], median / n, rel_tol=1e-5), c
+
+
+def test_loss_terms_reach_the_logs_at_logging_steps(tmp_path, new_class_scenario):
+    # Terms are logged only at the steps Lightning writes (every 10): 12 steps -> step 9.
+    import pandas as pd
+
+    config = TrainConfig(epochs=1, epoch_size=48, batch_size=4, progress_bar=False)
+    teacher = train_old_model(new_class_scenario, {"name": "tiny-unet"}, FAST, 0, tmp_path / "o")
+    train_step(new_class_scenario, teacher.model, {"name": "tiny-unet"},
+               resolve_strategy("candidate-sets"), config, 0, tmp_path / "s")  # fmt: skip
+    (metrics,) = (tmp_path / "s" / "logs").rglob("metrics.csv")
+    logged = pd.read_csv(metrics).dropna(subset=["train/ce"])
+    assert list(logged["step"]) == [9]
+    assert logged["train/kd"].notna().all() and logged["train/loss"].notna().all()
