@@ -76,7 +76,6 @@ def audit_dataset(
     *,
     classes: list[str] | None = None,
     top: int = 50,
-    batch_size: int = 8,
     device: str = "cpu",
     overwrite: bool = False,
     allow_factory: bool = False,
