@@ -271,6 +271,10 @@ class IncrementalSegmenter(L.LightningModule):
             batch = self.transfer_batch_to_device(batch, self.device, 0)
             unlabeled = unlabeled_pixels(self._candidates(batch))
             histogram.update(self.teacher(batch["image"]), unlabeled)
+        # Under DDP each process saw its share of the data: sum the counts, so that every
+        # process fits the thresholds of the whole pass (the 1-process ones).
+        counts = self.trainer.strategy.reduce(histogram.counts.to(self.device), reduce_op="sum")
+        histogram.counts = counts.to(histogram.counts.device)
         return entropy_thresholds(histogram.medians(), self.strategy.pseudo_base_threshold).to(
             self.device
         )

@@ -101,3 +101,39 @@ def test_strategies_in_a_row_train_the_whole_student(new_class_scenario, tmp_pat
         student = expand_head(teacher, new_class_scenario.transition)
         assert all(p.requires_grad for p in student.parameters()), name
     assert not any(p.requires_grad for p in teacher.parameters())  # the teacher stays frozen
+
+
+def test_plop_thresholds_sum_histograms_over_processes(split_scenario):
+    """Under DDP each process sees half the data; the thresholds must be those of all of it.
+    A stand-in strategy whose reduce adds the other process's counts plays the second one."""
+    from types import SimpleNamespace
+
+    from incremental.losses import EntropyHistogram
+    from incremental.losses.pseudo_labels import unlabeled_pixels
+
+    module, batch = _setup(split_scenario, "plop")
+    halves = [{k: v[i::2] for k, v in batch.items()} for i in range(2)]
+
+    def fit(batches, strategy):
+        module._trainer = SimpleNamespace(train_dataloader=batches, strategy=strategy)
+        try:
+            return module._fit_pseudo_thresholds()
+        finally:
+            module._trainer = None
+
+    class OneProcess:
+        def reduce(self, tensor, reduce_op):
+            return tensor
+
+    class OtherHalfToo:  # sums this process's counts with those of the other half
+        def reduce(self, tensor, reduce_op):
+            assert reduce_op == "sum"
+            other = EntropyHistogram(split_scenario.transition.num_old_classes)
+            with torch.no_grad():
+                other.update(module.teacher(halves[1]["image"]),
+                             unlabeled_pixels(module._candidates(halves[1])))  # fmt: skip
+            return tensor + other.counts
+
+    whole = fit([batch], OneProcess())
+    torch.testing.assert_close(fit([halves[0]], OtherHalfToo()), whole)
+    assert not torch.equal(fit([halves[0]], OneProcess()), whole)  # half the data differs

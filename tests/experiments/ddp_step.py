@@ -40,7 +40,8 @@ def main(devices: int, out: Path) -> None:
         strategy="ddp" if devices > 1 else "auto",
         deterministic=True,
     )
-    strategy = resolve_strategy("candidate-sets")
+    # PLOP: pseudo-label thresholds fitted on one pass over the (distributed) training data.
+    strategy = resolve_strategy("plop")
     result = train_step(scenario, teacher, {"name": "tiny-unet"}, strategy, config, 0, out)
     rank = int(os.environ.get("LOCAL_RANK", 0))
     (out / f"rank{rank}.json").write_text(json.dumps(result.scores))

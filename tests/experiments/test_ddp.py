@@ -1,5 +1,6 @@
 """Multi-process training: Lightning DDP on 2 CPU processes (gloo) runs step 1 end to end, its
-metrics are synchronised across processes, and it learns like the 1-process run."""
+metrics are synchronised across processes, PLOP's thresholds are fitted on all processes' data,
+and it learns like the 1-process run."""
 
 from __future__ import annotations
 
@@ -72,6 +73,17 @@ def test_ddp_two_cpu_processes(tmp_path):
     # and each process averages its loss over its own pixels. Same schedule, same data.
     one = _run(1, tmp_path / "one")
     assert set(one) == set(two)
+    # PLOP's thresholds come from entropy histograms summed over the processes: the same as
+    # one process's pass over all the data. (On data this small, half of it often gives the
+    # same median bins; tests/test_module.py checks the sum itself.)
+    thresholds = [
+        torch.load(tmp_path / run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"][
+            "pseudo_thresholds"
+        ]
+        for run in ("one", "two")
+    ]
+    assert (thresholds[0] >= 0).all()
+    torch.testing.assert_close(thresholds[1], thresholds[0])
     assert _close(one["miou_all"], two["miou_all"], 0.05), (one["miou_all"], two["miou_all"])
 
 
