@@ -142,6 +142,8 @@ def audit_dataset(
     (out / "thumbnails").mkdir(parents=True, exist_ok=True)
     for stale in (out / "thumbnails").glob("*.png"):  # a previous audit's (overwrite given)
         stale.unlink()
+    # The top rows' suspect maps are recomputed rather than kept for every image: one forward
+    # per thumbnail instead of an (H, W) map per row in memory for large datasets.
     for rank, row in enumerate(rows, start=1):
         row.rank = rank
         if rank <= top:

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import io
-import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from incremental.io import write_atomic
-
-
-class UnsafeCheckpointError(ValueError):
-    """A checkpoint that holds more than tensors and plain data."""
+from incremental.io import load_weights_only, write_atomic
 
 
 class SafeCheckpointIO(TorchCheckpointIO):
@@ -48,12 +43,9 @@ class SafeCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint not found: {path}")
-        try:
-            return torch.load(path, map_location=map_location, weights_only=True)
-        except pickle.UnpicklingError as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            raise UnsafeCheckpointError(
-                f"{path}: refused to load: the checkpoint holds objects other than tensors and "
-                f"plain data (possibly code); only checkpoints written by this framework are "
-                f"accepted ({first})"
-            ) from None
+        return load_weights_only(
+            path,
+            "checkpoint",
+            "only checkpoints written by this framework are accepted",
+            map_location=map_location,
+        )

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from incremental.checkpoint_io import SafeCheckpointIO, UnsafeCheckpointError
-from incremental.io import write_atomic
+from incremental.checkpoint_io import SafeCheckpointIO
+from incremental.io import UnsafeFileError, write_atomic
 from incremental.models import create_model, load_model_file, save_model_file
 
 
@@ -50,7 +50,7 @@ def test_checkpoint_crash_mid_save_keeps_the_previous_checkpoint(tmp_path, monke
 def test_checkpoint_with_pickled_code_is_refused(tmp_path):
     # A whole pickled module: unpickling it imports and runs class code.
     torch.save({"state_dict": torch.nn.Linear(1, 1)}, tmp_path / "evil.ckpt")
-    with pytest.raises(UnsafeCheckpointError, match=r"evil.ckpt: refused to load"):
+    with pytest.raises(UnsafeFileError, match=r"evil.ckpt: refused to load"):
         SafeCheckpointIO().load_checkpoint(tmp_path / "evil.ckpt")
 
 

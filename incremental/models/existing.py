@@ -22,7 +22,6 @@ rebuilt only when the caller allows it (see :func:`~incremental.models.build_mod
 from __future__ import annotations
 
 import json
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from incremental.io import load_weights_only
 from incremental.models.create import build_model
 from incremental.models.head import find_classifier
 from incremental.models.model_file import FORMAT, load_model_file
@@ -114,20 +114,11 @@ def _detect_format(path: Path) -> str:
 
 
 def _torch_load(path: Path) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise ValueError(
-            f"{path}: refused to load: the file holds objects other than tensors and plain "
-            "data (possibly code). Save the weights only: torch.save(model.state_dict(), path) "
-            f"({_first_line(error)})"
-        ) from None
-    except Exception as error:  # truncated, or not a torch file
-        raise ValueError(f"{path}: not a readable PyTorch file ({_first_line(error)})") from None
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return load_weights_only(
+        path,
+        "PyTorch file",
+        "save the weights only: torch.save(model.state_dict(), path)",
+    )
 
 
 def _from_model_file(path: Path, config: Mapping[str, Any]) -> ExistingModel:

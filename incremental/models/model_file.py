@@ -7,7 +7,6 @@ the class names and, for split classes, the parent each class evaluates under.
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from incremental.io import write_atomic
+from incremental.io import load_weights_only, write_atomic
 from incremental.models.create import build_model
 
 FORMAT = "incremental-model/1"
@@ -77,15 +76,7 @@ def load_model_file(path: str | Path) -> ModelFile:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise ValueError(
-            f"{path}: refused to load: the file holds objects other than tensors and plain data "
-            f"(possibly code); only incremental model files are accepted ({error})"
-        ) from None
-    except Exception as error:  # truncated or not a torch file
-        raise ValueError(f"{path}: not a readable model file ({error})") from None
+    payload = load_weights_only(path, "model file", "only incremental model files are accepted")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise ValueError(
