@@ -15,12 +15,12 @@ import time
 import torch
 
 from experiments.config import load_scenario_config
-from experiments.scenarios import build_scenario
+from incremental.data import build_scenario
 from incremental.data.datamodule import IncrementalDataModule
-from incremental.models import create_model, expand_head
+from incremental.models import create_model
 from incremental.module import IncrementalSegmenter
-from incremental.strategies import resolve_strategy
-from incremental.workflow import strategy_table, training_sources
+from incremental.strategies import create_strategy
+from incremental.workflow import build_step, step_data
 
 
 def loader_rate(datamodule: IncrementalDataModule, batches: int) -> float:
@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     sizes = {"old_train": 400, "new_train": 400, "val": 16, "test": 16, "old_val": 16}
     scenario = build_scenario(load_scenario_config("fashion-new-class", {"sizes": sizes}))
-    strategy = resolve_strategy("candidate-sets+replay")
-    sources = training_sources(scenario, strategy)
+    strategy = create_strategy("candidate-sets+replay")
+    sources = step_data(scenario, strategy).sources
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}")
     for workers in (int(w) for w in args.workers.split(",")):
         dm = IncrementalDataModule(
@@ -69,9 +69,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{loader_rate(dm, args.batches):8.0f} samples/s"
         )
     teacher = create_model("tiny-unet", scenario.transition.num_old_classes).eval()
-    student = expand_head(teacher, scenario.transition)
-    table = strategy_table(sources, scenario.transition, strategy)
-    module = IncrementalSegmenter(student, scenario.transition, table, strategy, teacher=teacher)
+    module, _ = build_step(scenario, teacher, {"name": "tiny-unet"}, strategy)
     batch = next(iter(dm.train_dataloader()))
     rate = step_rate(module, batch, args.batches)
     print(f"training step (tiny-unet, candidate sets, teacher + student): {rate:8.0f} samples/s")

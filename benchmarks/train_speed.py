@@ -9,7 +9,7 @@ loop does the same computation with the same networks, buffers, loss functions a
 Blocks of the two alternate, each block's warm-up steps are discarded, medians are reported.
 
 Rows: ``candidate-sets``; ``freeze``, candidate sets with the network frozen but the classifier
-(``freeze="old_network"``: teacher and student share their features, one body forward, two
+(``freeze=True``: teacher and student share their features, one body forward, two
 heads), next to that strategy's plain loop with two full forwards (the computation before
 sharing). The ``freeze`` preset itself has no teacher (no distillation, no refinement), hence
 the override. ``--rss-run`` adds the peak RSS of one complete ``train_step`` in a fresh process.
@@ -44,21 +44,21 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from experiments.config import load_scenario_config
-from experiments.scenarios import build_scenario
-from incremental.data.base import SampleDataset
+from incremental.callbacks import FreezeOldNetwork
+from incremental.data import build_scenario
+from incremental.data.core import SampleDataset
 from incremental.data.datamodule import pad_collate
 from incremental.data.scenario import Scenario
-from incremental.labels import lookup_candidates, lookup_informative
-from incremental.losses import partial_cross_entropy, refine_candidates, set_distillation
-from incremental.models import create_model, expand_head, list_models
-from incremental.module import IncrementalSegmenter, forward_to_head, head_name
-from incremental.strategies import StrategyConfig, resolve_strategy
-from incremental.workflow import TrainConfig, strategy_table, train_step, training_sources
+from incremental.models import create_model, list_models
+from incremental.models.paired_forward import PairedForward, shared_head
+from incremental.module import IncrementalSegmenter
+from incremental.strategies import Strategy, create_strategy
+from incremental.workflow import TrainConfig, build_step, step_data, train_step
 
 #: Benchmark rows: candidate sets as trained, and with the old network frozen.
 STRATEGIES: dict[str, dict[str, Any]] = {
     "candidate-sets": {},
-    "freeze": {"freeze": "old_network"},
+    "freeze": {"freeze": True},
 }
 TARGET_RATIO = 1.10
 #: ``cpu`` counts this process's CPU time only: steadier than wall time on a shared machine.
@@ -76,38 +76,25 @@ def make_scenario(size: int, images: int) -> Scenario:
     return build_scenario(load_scenario_config("fashion-new-class", overrides))
 
 
-def make_strategy(name: str) -> StrategyConfig:
-    return resolve_strategy("candidate-sets", STRATEGIES[name])
+def make_strategy(name: str) -> Strategy:
+    return create_strategy("candidate-sets", STRATEGIES[name])
 
 
-def make_batch(scenario: Scenario, strategy: StrategyConfig, batch_size: int) -> Batch:
+def make_batch(scenario: Scenario, strategy: Strategy, batch_size: int) -> Batch:
     """One pre-collated training batch: image (B, 3, H, W), mask (B, H, W), dataset (B,)."""
-    source = training_sources(scenario, strategy)[0]
+    source = step_data(scenario, strategy).sources[0]
     return pad_collate([SampleDataset(source, 0)[i] for i in range(batch_size)])
 
 
 def make_module(
-    scenario: Scenario, strategy: StrategyConfig, model: str, seed: int = 0
+    scenario: Scenario, strategy: Strategy, model: str, seed: int = 0
 ) -> IncrementalSegmenter:
     """The step-1 module as :func:`incremental.workflow.train_step` builds it (untrained
     teacher: speed does not depend on the weights)."""
     torch.manual_seed(seed)
-    transition = scenario.transition
-    teacher = create_model(model, transition.num_old_classes).eval()
-    student = expand_head(teacher, transition, split_aware=strategy.split_aware, init=strategy.init)
-    table = strategy_table(training_sources(scenario, strategy), transition, strategy)
-    config = TrainConfig()
-    return IncrementalSegmenter(
-        student,
-        transition,
-        table,
-        strategy,
-        teacher=teacher if strategy.uses_teacher else None,
-        report_new_classes=scenario.report_new_classes,
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-        optimizer=config.optimizer,
-    )
+    teacher = create_model(model, scenario.transition.num_old_classes).eval()
+    module, _ = build_step(scenario, teacher, {"name": model}, strategy, TrainConfig())
+    return module
 
 
 # ---------------------------------------------------------------------- Lightning
@@ -167,8 +154,8 @@ def lightning_block(
 # ---------------------------------------------------------------------- plain PyTorch
 @dataclass
 class PlainLoop:
-    """The module's step-1 computation without Lightning: its networks and buffers, the
-    losses of :mod:`incremental.losses`, AdamW and the polynomial schedule.
+    """The module's step-1 computation without Lightning: its networks, label lookup, step
+    context and strategy (the same objects), AdamW and the polynomial schedule.
 
     ``teacher``: ``"separate"`` (two full forwards), ``"shared"`` (one body forward, two heads),
     or ``"none"`` (student only: cross-entropy on the label's sets).
@@ -181,59 +168,43 @@ class PlainLoop:
     teacher_seconds: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        m, s = self.module, self.module.strategy
-        if s.distillation != "set" or s.pseudo_labels or s.pod_weight > 0:
-            raise ValueError("the plain loop reproduces candidate sets only")
+        m = self.module
+        m.train()
+        for callback in m.configure_callbacks():  # freezing, as the Trainer applies it
+            if isinstance(callback, FreezeOldNetwork):
+                callback.freeze_before_training(m)
         params = [p for p in m.student.parameters() if p.requires_grad]
-        decay = 0.0 if s.freeze == "old_network" else m.weight_decay  # as the module
-        self.optimizer = torch.optim.AdamW(params, lr=m.lr, weight_decay=decay)
+        decay = 0.0 if m.strategy.freeze else m.optimization.weight_decay  # as the callback
+        self.optimizer = torch.optim.AdamW(params, lr=m.optimization.lr, weight_decay=decay)
         total = self.total_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: max(1.0 - step / total, 0.0) ** 0.9
         )
-        self.head = head_name(m.student, len(m.classes)) if self.teacher == "shared" else None
-        m.train()  # the module's train() keeps the teacher and a frozen body in eval mode
-
-    def forwards(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Student logits (B, C, H, W) and teacher logits (B, K, H, W) or None, in the
-        module's order (teacher first)."""
-        student, teacher = self.module.student, self.module.teacher
-        if self.teacher == "none":
-            return student(images), None
+        teacher = None if self.teacher == "none" else m.teacher
+        shared = None
         if self.teacher == "shared":
-            logits, head_inputs = forward_to_head(student, self.head, images)
-            return logits, self._timed(teacher.get_submodule(self.head), *head_inputs)
-        teacher_logits = self._timed(teacher, images)
-        return student(images), teacher_logits
+            shared = shared_head(
+                m.student, m.teacher, len(m.classes), m.labels.transition.num_old_classes
+            )
+        self.forward = PairedForward(m.student, teacher, shared=shared)
+        # Student only: the cross-entropy on the label's sets, nothing that reads a teacher.
+        self.strategy = m.strategy if teacher is not None else Strategy("cross-entropy")
+        if teacher is not None:
+            self._time(m.teacher.get_submodule(shared) if shared else m.teacher)
 
-    def _timed(self, network: torch.nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
-        """``network(*inputs)`` under inference mode, as the module runs the teacher; the time
-        goes to ``teacher_seconds``."""
-        start = self.clock()
-        with torch.inference_mode():
-            out = network(*inputs)
-        self.teacher_seconds.append(self.clock() - start)
-        return out
+    def _time(self, network: torch.nn.Module) -> None:
+        """Record each forward of ``network`` (the teacher, or its head when shared) in
+        ``teacher_seconds``."""
+        started: list[float] = []
+        network.register_forward_pre_hook(lambda *_: started.append(self.clock()))
+        network.register_forward_hook(
+            lambda *_: self.teacher_seconds.append(self.clock() - started.pop())
+        )
 
     def step(self, batch: Batch) -> None:
-        m, s = self.module, self.module.strategy
-        candidates = lookup_candidates(m.candidate_sets, batch["mask"], batch["dataset"])
-        informative = lookup_informative(m.informative_values, batch["mask"], batch["dataset"])
-        logits, teacher_logits = self.forwards(batch["image"])
-        if teacher_logits is not None:
-            refined = refine_candidates(
-                candidates, teacher_logits, m.teacher_sets, s.refine_threshold, s.refine_criterion
-            )
-            candidates = torch.where(informative[:, None], refined, candidates)
-        with torch.no_grad():
-            probs = logits.softmax(dim=1)
-        loss = partial_cross_entropy(
-            logits, candidates, m.class_weights, s.focal_gamma, informative=informative, probs=probs
-        )
-        if teacher_logits is not None:
-            loss = loss + s.kd_weight * set_distillation(
-                logits, teacher_logits, m.teacher_sets, s.temperature, probs=probs
-            )
+        m = self.module
+        context = m.step_context(batch, self.forward(batch["image"]))
+        loss = sum(self.strategy.loss_terms(context).values())
         if not bool(torch.isfinite(loss)):  # the module checks too
             raise FloatingPointError("non-finite loss")
         self.optimizer.zero_grad(set_to_none=True)
@@ -263,7 +234,7 @@ def plain_block(
 # ---------------------------------------------------------------------- measurement
 def measure(module: IncrementalSegmenter, batch: Batch, args: argparse.Namespace) -> dict:
     """Alternating blocks; medians in ms, images/s, Lightning/plain and the teacher's share."""
-    frozen = module.strategy.freeze == "old_network"
+    frozen = module.strategy.freeze
     steps, warmup, clock = args.steps, args.warmup, CLOCKS[args.clock]
 
     def plain(teacher: str) -> Callable[[], tuple[list[float], list[float]]]:

@@ -14,11 +14,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from incremental.data import SCENARIO_KINDS
 from incremental.workflow import TrainConfig
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-#: Scenario kinds (``kind:`` of a scenario config); see experiments.scenarios.
-SCENARIO_KINDS = ("fashion", "paper", "folders")
 
 
 @dataclass

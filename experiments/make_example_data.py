@@ -21,8 +21,8 @@ import yaml
 from PIL import Image
 
 from experiments.config import load_scenario_config
-from experiments.scenarios import build_scenario
-from incremental.data.base import SegmentationSource
+from incremental.data import build_scenario
+from incremental.data.core import SegmentationSource
 from incremental.data.scenario import as_sources
 
 ROLES = ("old_train", "new_train", "val", "test", "old_val")

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments.config import load_scenario_config  # noqa: E402
-from experiments.scenarios import build_scenario  # noqa: E402
+from incremental.data import build_scenario  # noqa: E402
 
 SIZES = {"old_train": 4, "new_train": 4, "val": 2, "test": 2, "old_val": 2}
 

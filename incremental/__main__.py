@@ -37,7 +37,7 @@ def _add_check(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_check(args: argparse.Namespace) -> int:
-    from incremental.data.check import check_command
+    from incremental.data.folders.check import check_command
 
     return check_command(args.datasets, classes=args.classes)
 
@@ -68,7 +68,9 @@ def _add_predict(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--overlay", action="store_true", help="also write colour overlays")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--device", default="auto", help="auto (the GPU when there is one), cpu, cuda, cuda:N"
+    )
     parser.add_argument("--overwrite", action="store_true")
     _add_allow_factory(parser)
     parser.set_defaults(run=_run_predict)
@@ -154,7 +156,9 @@ def _add_audit(subparsers: argparse._SubParsersAction) -> None:
         "--classes", type=_class_list, metavar="A,B", help="created classes to look for"
     )
     parser.add_argument("--top", type=int, default=50, help="thumbnails for the top N rows")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--device", default="auto", help="auto (the GPU when there is one), cpu, cuda, cuda:N"
+    )
     parser.add_argument("--overwrite", action="store_true")
     _add_allow_factory(parser)
     parser.set_defaults(run=_run_audit)
@@ -162,7 +166,7 @@ def _add_audit(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_audit(args: argparse.Namespace) -> int:
     from incremental.audit import audit_dataset
-    from incremental.data.folder import DatasetError
+    from incremental.data.core import DatasetError
 
     try:
         rows = audit_dataset(

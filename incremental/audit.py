@@ -22,14 +22,15 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from incremental.data.folder import FolderDataset
+from incremental.data.folders import FolderDataset
 from incremental.data.transforms import eval_transform
+from incremental.devices import resolve_device
 from incremental.io import write_atomic
-from incremental.labels import Transition
+from incremental.labels import TeacherMap, Transition
 from incremental.models import load_model_file
 from incremental.predict import segment_images
 
-__all__ = ["AuditRow", "audit_dataset", "hiding_places"]
+__all__ = ["AuditRow", "audit_dataset"]
 
 #: Colour of the suspect pixels in thumbnails (magenta: rare in natural images).
 SUSPECT_COLOUR = np.array([255, 0, 255], dtype=np.float32)
@@ -58,17 +59,6 @@ class AuditRow:
     thumbnail: str = ""
 
 
-def hiding_places(transition: Transition) -> dict[str, str]:
-    """New class or split child -> the old class it was labeled as in the old images (a
-    split's remainder is not hidden: it is the rest of its parent)."""
-    places = {}
-    for old_class, members in transition.teacher_sets(split_aware=True).items():
-        for member in members:
-            if member != transition.representative(old_class):
-                places[member] = old_class
-    return places
-
-
 def audit_dataset(
     model_path: str | Path,
     dataset: str | Path,
@@ -76,7 +66,7 @@ def audit_dataset(
     *,
     classes: list[str] | None = None,
     top: int = 50,
-    device: str = "cpu",
+    device: str = "auto",
     overwrite: bool = False,
     allow_factory: bool = False,
     progress: bool = True,
@@ -95,9 +85,10 @@ def audit_dataset(
             labels do not use the old classes.
         FileExistsError: ``out`` holds an audit and ``overwrite`` is False.
     """
+    device = resolve_device(device)
     model_file = load_model_file(model_path)
     transition = _transition_of(model_file.metadata, model_path)
-    places = hiding_places(transition)
+    places = TeacherMap(transition).hiding_places()
     wanted = list(places) if classes is None else list(classes)
     unknown = [c for c in wanted if c not in places]
     if unknown:
@@ -201,12 +192,7 @@ def _old_class_lut(source: FolderDataset, transition: Transition) -> np.ndarray:
             f"{source.yaml_path}: the audit reads old data, labeled in the old classes "
             f"(vocabulary: old); this dataset declares vocabulary {declaration.vocabulary!r}"
         )
-    lut = np.full(256, -1, dtype=np.int64)
-    index = {c: i for i, c in enumerate(transition.old_classes)}
-    for value, meaning in declaration.values.items():
-        if isinstance(meaning, str) and meaning in index:
-            lut[value] = index[meaning]
-    return lut
+    return declaration.class_index_lut(transition.old_classes)
 
 
 def _write_thumbnail(image: np.ndarray, suspect: np.ndarray, path: Path) -> None:

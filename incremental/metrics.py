@@ -27,8 +27,13 @@ def merge_confusion(confusion: torch.Tensor, groups: Sequence[int]) -> torch.Ten
     """Merge classes: ``groups[c]`` is the merged index of class c. (C, C) -> (G, G)."""
     g = torch.as_tensor(groups, dtype=torch.long, device=confusion.device)
     n = int(g.max()) + 1
-    onehot = torch.nn.functional.one_hot(g, n).to(confusion.dtype)
-    return onehot.T @ confusion @ onehot
+    # In float64, rounded back: CUDA has no integer matmul ("addmm_cuda" not implemented for
+    # 'Long'), and float64 holds every count below 2**53 exactly.
+    onehot = torch.nn.functional.one_hot(g, n).double()
+    merged = onehot.T @ confusion.double() @ onehot
+    if confusion.is_floating_point():
+        return merged.to(confusion.dtype)
+    return merged.round().to(confusion.dtype)
 
 
 def harmonic_mean(a: float, b: float) -> float:

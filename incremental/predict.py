@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from incremental.data.datamodule import pad_collate
 from incremental.data.transforms import eval_transform
+from incremental.devices import resolve_device
 from incremental.models import load_model_file
 from incremental.palette import class_palette
 
@@ -64,7 +65,7 @@ def _batches(paths: list[Path], batch_size: int) -> Iterator[list[tuple[Path, np
 
 @torch.no_grad()
 def segment_images(
-    model: torch.nn.Module, images: list[np.ndarray], transform, device: str = "cpu"
+    model: torch.nn.Module, images: list[np.ndarray], transform, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
     """Logits (B, C, H, W) of same-size images (H, W, 3) uint8, normalised like training by
     ``transform`` and padded to the network's size multiple, the padding cropped off."""
@@ -91,15 +92,18 @@ def predict_folder(
     overlay: bool = False,
     batch_size: int = 8,
     overwrite: bool = False,
-    device: str = "cpu",
+    device: str = "auto",
     progress: bool = True,
     allow_factory: bool = False,
 ) -> list[Path]:
     """Predict every image of ``images``; returns the written mask paths.
 
+    ``device``: ``"auto"`` (the GPU when there is one), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+
     ``allow_factory``: the model file's network is built by user code (see
     :func:`~incremental.models.build_model`); importing it runs that code.
     """
+    device = resolve_device(device)
     model_file = load_model_file(model_path)
     names, lut = output_classes(model_file.classes, model_file.parents, level)
     paths = list_images(Path(images))

@@ -20,13 +20,14 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from torch import nn
 
 from incremental.checkpoint_io import SafeCheckpointIO
-from incremental.data.base import SegmentationSource
+from incremental.data.core import SegmentationSource
 from incremental.data.datamodule import IncrementalDataModule
 from incremental.data.scenario import Scenario, as_sources
-from incremental.labels import CandidateSetTable, Transition
+from incremental.devices import describe_device
+from incremental.labels import CandidateSetTable, StepLabels
 from incremental.models import build_model, expand_head
-from incremental.module import IncrementalSegmenter
-from incremental.strategies import StrategyConfig
+from incremental.module import IncrementalSegmenter, Optimization
+from incremental.strategies import Strategy
 
 MONITOR = "val/miou_all"
 
@@ -42,13 +43,15 @@ class TrainConfig:
         lr, weight_decay, optimizer: ``"adamw"`` or ``"sgd"``; the learning rate decays
             polynomially to 0.
         num_workers: data loader processes.
-        accelerator, devices, strategy, num_nodes: Lightning's (``"cpu"``/``"gpu"``/
-            ``"auto"``; ``strategy="ddp"`` for several processes).
+        accelerator, devices, strategy, num_nodes: Lightning's; ``accelerator="auto"`` (the
+            default) is the GPU when there is one, the CPU otherwise; ``strategy="ddp"`` for
+            several processes.
         precision: Lightning precision; ``"32-true"`` unless asked (mixed precision is opt-in).
         early_stopping_patience: validation epochs without improvement before stopping; None
             disables early stopping.
-        deterministic: ``torch.use_deterministic_algorithms``; ``"warn"`` on GPUs where an op
-            has no deterministic kernel.
+        deterministic: ``torch.use_deterministic_algorithms``. ``"warn"`` (the default) uses
+            the deterministic kernels wherever they exist and warns where a CUDA op has none
+            (``True`` would stop there); on the CPU every op is deterministic either way.
         progress_bar: Lightning's progress bar.
         on_non_finite: ``"raise"`` or ``"skip"`` a batch whose loss is not finite.
         crop_size: random training crop (None: whole images).
@@ -64,13 +67,13 @@ class TrainConfig:
     weight_decay: float = 1e-4
     optimizer: str = "adamw"
     num_workers: int = 0
-    accelerator: str = "cpu"
+    accelerator: str = "auto"
     devices: Any = 1
     strategy: str = "auto"
     num_nodes: int = 1
     precision: str = "32-true"
     early_stopping_patience: int | None = None
-    deterministic: Any = True
+    deterministic: Any = "warn"
     progress_bar: bool = True
     on_non_finite: str = "raise"
     crop_size: int | None = None
@@ -81,11 +84,17 @@ class TrainConfig:
 
 @dataclass
 class StepResult:
-    """A trained model and its scores on the test split (fractions in [0, 1])."""
+    """A trained model and its scores on the test split (fractions in [0, 1]).
+
+    Attributes:
+        device: where it trained (``"cpu"``, ``"cuda (NVIDIA H100 80GB HBM3)"``); empty for a
+            model that was not trained here.
+    """
 
     model: nn.Module
     scores: dict[str, float]
     best_checkpoint: str | None
+    device: str = ""
 
 
 def make_trainer(
@@ -147,15 +156,14 @@ def _fit_and_test(
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
         best = trainer.checkpoint_callback.best_model_path or None
         trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
-    return StepResult(module.student, dict(module.test_scores), best)
+    device = describe_device(trainer.strategy.root_device)
+    return StepResult(module.student, dict(module.test_scores), best, device)
 
 
 def _learner_settings(config: TrainConfig) -> dict[str, Any]:
     """The module arguments that come from the loop settings, for step 0 and step 1 alike."""
     return {
-        "lr": config.lr,
-        "weight_decay": config.weight_decay,
-        "optimizer": config.optimizer,
+        "optimization": Optimization(config.lr, config.weight_decay, config.optimizer),
         "on_non_finite": config.on_non_finite,
     }
 
@@ -180,57 +188,103 @@ def train_old_model(
         )
     L.seed_everything(seed, workers=True, verbose=False)
     out_dir = Path(out_dir)
-    identity = Transition(scenario.transition.old_classes)
     old_sources = as_sources(scenario.old_train)
-    table = CandidateSetTable([s.declaration for s in old_sources], identity)
-    model = build_model(model_spec, identity.num_student_classes, allow_factory=True)
-    module = IncrementalSegmenter(
-        model,
-        identity,
-        table,
-        StrategyConfig(distillation="none", refine=False),
-        **_learner_settings(config),
+    labels = StepLabels.identity(
+        scenario.transition.old_classes, [s.declaration for s in old_sources]
     )
+    model = build_model(model_spec, labels.num_classes, allow_factory=True)
+    module = IncrementalSegmenter(model, labels, **_learner_settings(config))
     datamodule = _datamodule(old_sources, scenario.old_val, scenario.old_val, None, config, seed)
     return _fit_and_test(module, datamodule, config, out_dir, loggers)
 
 
-def training_sources(scenario: Scenario, strategy: StrategyConfig) -> list[SegmentationSource]:
-    """The step-1 training data of a strategy: new images, old images when replaying, full
-    labels for the oracle."""
-    if strategy.labels == "full":
+@dataclass
+class StepData:
+    """A strategy's step-1 training data.
+
+    Attributes:
+        sources: the training sources; source d is row d of ``labels.table``.
+        shares: each source's share of an epoch (replay), or None: proportional to size.
+        labels: the step's label space as the strategy reads it.
+    """
+
+    sources: list[SegmentationSource]
+    shares: list[float] | None
+    labels: StepLabels
+
+
+def step_data(scenario: Scenario, strategy: Strategy) -> StepData:
+    """New images, old images when replaying, full labels for the oracle; and their labels."""
+    reading = strategy.reading
+    shares = None
+    if reading.full_labels:
         missing = [n for n in ("new_train_full", "old_train_full") if getattr(scenario, n) is None]
         if missing:
             raise ValueError(
                 f"scenario {scenario.name!r}: the oracle needs fully labeled data ({missing})"
             )
-        full = [scenario.new_train_full]
-        return full + [scenario.old_train_full] if strategy.replay else full
-    new, old = as_sources(scenario.new_train), as_sources(scenario.old_train)
-    return new + old if strategy.replay else new
-
-
-def strategy_table(
-    sources: list[SegmentationSource], transition: Transition, strategy: StrategyConfig
-) -> CandidateSetTable:
-    """The training sources' candidate sets as the strategy reads their labels."""
-    return CandidateSetTable(
+        sources = [scenario.new_train_full]
+        if strategy.replay:
+            sources.append(scenario.old_train_full)
+    else:
+        new, old = as_sources(scenario.new_train), as_sources(scenario.old_train)
+        sources = new + old if strategy.replay else new
+        if strategy.replay:
+            shares = replay_shares([len(s) for s in new], [len(s) for s in old], strategy.old_share)
+    labels = StepLabels(
+        scenario.transition,
         [s.declaration for s in sources],
-        transition,
-        unlabeled=strategy.unlabeled,
-        old_labels=strategy.old_labels,
-        split_aware=strategy.split_aware,
+        reading,
+        report_new_classes=scenario.report_new_classes,
         # Naive baselines (fine-tuning, freezing) may leave a class untaught: that is the
         # failure they exist to show, not a configuration error.
-        check_teachable=strategy.uses_teacher or strategy.labels == "full",
+        check_teachable=strategy.uses_teacher or reading.full_labels,
     )
+    return StepData(sources, shares, labels)
+
+
+def build_student(
+    teacher: nn.Module, model_spec: dict[str, Any], labels: StepLabels, init: str
+) -> nn.Module:
+    """The step's student: the teacher with its head expanded by ``labels.teacher_map``, or a
+    new network (``init="scratch"``)."""
+    if init == "scratch":
+        return build_model(model_spec, labels.num_classes, allow_factory=True)
+    return expand_head(
+        teacher, labels.teacher_map, init=init, classifier=model_spec.get("classifier")
+    )
+
+
+def build_step(
+    scenario: Scenario,
+    teacher: nn.Module,
+    model_spec: dict[str, Any],
+    strategy: Strategy,
+    config: TrainConfig | None = None,
+) -> tuple[IncrementalSegmenter, StepData]:
+    """The LightningModule of a strategy's step (student expanded from ``teacher``) and its
+    training data, as :func:`train_step` trains them."""
+    config = config or TrainConfig()
+    data = step_data(scenario, strategy)
+    student = build_student(teacher, model_spec, data.labels, strategy.init)
+    weights = class_weights(data.sources, data.labels.table) if strategy.class_weighting else None
+    module = IncrementalSegmenter(
+        student,
+        data.labels,
+        strategy,
+        # Only a strategy that uses the teacher holds it (and saves it in its checkpoints).
+        teacher=teacher if strategy.uses_teacher else None,
+        class_weights=weights,
+        **_learner_settings(config),
+    )
+    return module, data
 
 
 def train_step(
     scenario: Scenario,
     teacher: nn.Module,
     model_spec: dict[str, Any],
-    strategy: StrategyConfig,
+    strategy: Strategy,
     config: TrainConfig,
     seed: int,
     out_dir: str | Path,
@@ -240,41 +294,9 @@ def train_step(
     """Step 1: expand the teacher's head and train with ``strategy``; test on the best
     validation checkpoint."""
     L.seed_everything(seed, workers=True, verbose=False)
-    out_dir = Path(out_dir)
-    transition = scenario.transition
-    sources = training_sources(scenario, strategy)
-    table = strategy_table(sources, transition, strategy)
-    if strategy.init_from == "scratch":
-        student = build_model(model_spec, transition.num_student_classes, allow_factory=True)
-    else:
-        student = expand_head(
-            teacher,
-            transition,
-            split_aware=strategy.split_aware,
-            init=strategy.init,
-            classifier=model_spec.get("classifier"),
-        )
-    weights = class_weights(sources, table) if strategy.class_weights else None
-    module = IncrementalSegmenter(
-        student,
-        transition,
-        table,
-        strategy,
-        # Only a strategy that uses the teacher holds it (and saves it in its checkpoints).
-        teacher=teacher if strategy.uses_teacher else None,
-        class_weights=weights,
-        report_new_classes=scenario.report_new_classes,
-        **_learner_settings(config),
-    )
-    shares = None
-    if strategy.replay and strategy.labels == "partial":
-        shares = replay_shares(
-            [len(s) for s in as_sources(scenario.new_train)],
-            [len(s) for s in as_sources(scenario.old_train)],
-            strategy.old_share,
-        )
-    datamodule = _datamodule(sources, scenario.val, scenario.test, shares, config, seed)
-    return _fit_and_test(module, datamodule, config, out_dir, loggers, resume_from)
+    module, data = build_step(scenario, teacher, model_spec, strategy, config)
+    datamodule = _datamodule(data.sources, scenario.val, scenario.test, data.shares, config, seed)
+    return _fit_and_test(module, datamodule, config, Path(out_dir), loggers, resume_from)
 
 
 def replay_shares(new_lengths: list[int], old_lengths: list[int], old_share: float) -> list[float]:

@@ -23,13 +23,13 @@ def tiny_scenario_config(name: str, **overrides) -> dict:
 
 @pytest.fixture(scope="session")
 def new_class_scenario():
-    from experiments.scenarios import build_scenario
+    from incremental.data import build_scenario
 
     return build_scenario(tiny_scenario_config("fashion-new-class"))
 
 
 @pytest.fixture(scope="session")
 def split_scenario():
-    from experiments.scenarios import build_scenario
+    from incremental.data import build_scenario
 
     return build_scenario(tiny_scenario_config("fashion-split"))

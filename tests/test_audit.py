@@ -12,8 +12,8 @@ import yaml
 from PIL import Image
 
 from incremental.__main__ import main
-from incremental.audit import audit_dataset, hiding_places
-from incremental.labels import Split, Transition
+from incremental.audit import audit_dataset
+from incremental.labels import Split, TeacherMap, Transition
 from incremental.models import save_model_file
 
 TRANSITION = Transition(("background", "coat"), new_classes=("bag",))
@@ -124,4 +124,4 @@ def test_split_children_hide_under_their_parent():
     transition = Transition(
         ("background", "car"), new_classes=("bag",), splits=(Split.of("car", ["police_car"]),)
     )
-    assert hiding_places(transition) == {"bag": "background", "police_car": "car"}
+    assert TeacherMap(transition).hiding_places() == {"bag": "background", "police_car": "car"}

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from incremental.__main__ import main
-from incremental.data.check import check_dataset
+from incremental.data.folders.check import check_dataset
 
 
 def _load_generator():

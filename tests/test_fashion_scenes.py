@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from incremental.data import fashion_mnist
-from incremental.data.fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist, read_idx
-from incremental.data.fashion_scenes import (
+from incremental.data.fashion import mnist as fashion_mnist
+from incremental.data.fashion.mnist import FASHION_MNIST_CLASSES, load_fashion_mnist, read_idx
+from incremental.data.fashion.scenes import (
     SceneStyle,
     compose_scene,
     compose_scenes,

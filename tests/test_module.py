@@ -1,28 +1,29 @@
-"""The LightningModule: strategies as loss compositions, a teacher that never moves."""
+"""The LightningModule: a step is the strategy's composition, the teacher never moves, freezing
+and threshold fitting are callbacks."""
 
 from __future__ import annotations
 
 import warnings
 
+import lightning as L
 import pytest
 import torch
 
-from incremental.data.base import SampleDataset
+from incremental.callbacks import FitEntropyThresholds, FreezeOldNetwork, fit_entropy_thresholds
+from incremental.data.core import SampleDataset
 from incremental.data.datamodule import pad_collate
-from incremental.models import create_model, expand_head
+from incremental.losses import EntropyHistogram, unlabeled_pixels
+from incremental.models import create_model
 from incremental.module import IncrementalSegmenter, NonFiniteLossError
-from incremental.strategies import PRESETS, resolve_strategy
-from incremental.workflow import strategy_table, training_sources
+from incremental.strategies import create_strategy, list_strategies
+from incremental.workflow import TrainConfig, build_step, train_step
 
 
 def _setup(scenario, name, **overrides):
-    strategy = resolve_strategy(name, overrides or None)
+    strategy = create_strategy(name, overrides or None)
     teacher = create_model("tiny-unet", scenario.transition.num_old_classes).eval()
-    sources = training_sources(scenario, strategy)
-    table = strategy_table(sources, scenario.transition, strategy)
-    student = expand_head(teacher, scenario.transition, split_aware=strategy.split_aware)
-    module = IncrementalSegmenter(student, scenario.transition, table, strategy, teacher=teacher)
-    samples = [SampleDataset(s, row)[i] for row, s in enumerate(sources) for i in range(2)]
+    module, data = build_step(scenario, teacher, {"name": "tiny-unet"}, strategy)
+    samples = [SampleDataset(s, row)[i] for row, s in enumerate(data.sources) for i in range(2)]
     return module, pad_collate(samples)
 
 
@@ -33,31 +34,44 @@ def _quiet():
         yield
 
 
-@pytest.mark.parametrize("name", [p for p in PRESETS] + ["candidate-sets+replay"])
+@pytest.mark.parametrize("name", [*list_strategies(), "candidate-sets+replay"])
 def test_training_step_every_strategy(split_scenario, name):
     module, batch = _setup(split_scenario, name)
-    if module.strategy.pseudo_labels:
-        module.pseudo_thresholds.fill_(0.5)
+    if "entropy_thresholds" in module.strategy_state.names:
+        module.strategy_state["entropy_thresholds"].fill_(0.5)
     module.train()
-    teacher_before = {k: v.clone() for k, v in module.teacher.state_dict().items()}
+    teacher = module.teacher
+    teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()} if teacher else {}
     loss = module.training_step(batch, 0)
     assert torch.isfinite(loss) and loss.requires_grad
     loss.backward()
     grads = [p.grad for p in module.student.parameters() if p.requires_grad]
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
-    assert all(p.grad is None for p in module.teacher.parameters())
-    assert not module.teacher.training  # train() keeps the teacher in eval mode
-    for k, v in module.teacher.state_dict().items():
-        assert torch.equal(v, teacher_before[k]), k  # BatchNorm statistics untouched too
+    if teacher is not None:
+        assert all(p.grad is None for p in teacher.parameters())
+        assert not teacher.training  # train() keeps the teacher in eval mode
+        for k, v in teacher.state_dict().items():
+            assert torch.equal(v, teacher_before[k]), k  # BatchNorm statistics untouched too
+
+
+def test_training_step_is_the_strategy_loss(new_class_scenario):
+    """The module adds nothing to the strategy's terms: its loss is their sum on its context."""
+    module, batch = _setup(new_class_scenario, "candidate-sets")
+    module.train()
+    terms = module.strategy.loss_terms(module.step_context(batch))
+    assert list(terms) == ["ce", "kd"]
+    torch.testing.assert_close(module.training_step(batch, 0), terms["ce"] + terms["kd"])
 
 
 def test_freeze_trains_only_created_rows(new_class_scenario):
     module, batch = _setup(new_class_scenario, "freeze")
+    (callback,) = module.configure_callbacks()
+    assert isinstance(callback, FreezeOldNetwork)
+    callback.freeze_before_training(module)
     optimizer = torch.optim.AdamW(
         [p for p in module.student.parameters() if p.requires_grad], lr=0.1, weight_decay=0.0
     )
     before = {k: v.clone() for k, v in module.student.state_dict().items()}
-    module.train()
     module.training_step(batch, 0).backward()
     optimizer.step()
     bag = module.classes.index("bag")
@@ -73,6 +87,21 @@ def test_freeze_trains_only_created_rows(new_class_scenario):
             assert torch.equal(value, before[key]), key  # BatchNorm stats included
 
 
+def test_freeze_in_a_real_fit_keeps_the_body(new_class_scenario, tmp_path):
+    """Through Lightning's loop (validation included), the frozen body and its batch-norm
+    statistics stay the old model's, and only the new row of the classifier moves."""
+    teacher = create_model("tiny-unet", new_class_scenario.transition.num_old_classes).eval()
+    config = TrainConfig(epochs=2, batch_size=4, progress_bar=False, limit_train_batches=2)
+    result = train_step(
+        new_class_scenario, teacher, {"name": "tiny-unet"}, create_strategy("freeze"), config,
+        0, tmp_path,
+    )  # fmt: skip
+    ours, theirs = result.model.state_dict(), teacher.state_dict()
+    for key, value in theirs.items():
+        if not key.startswith("segmentation_head."):
+            assert torch.equal(ours[key], value), key
+
+
 def test_non_finite_loss_names_step_and_term(new_class_scenario):
     module, batch = _setup(new_class_scenario, "candidate-sets")
     batch["image"][0, 0, 0, 0] = float("nan")
@@ -85,56 +114,68 @@ def test_non_finite_loss_names_step_and_term(new_class_scenario):
 
 def test_strategy_needing_a_teacher_requires_one(new_class_scenario):
     module, _ = _setup(new_class_scenario, "mib")
-    with pytest.raises(ValueError, match="uses a teacher"):
-        IncrementalSegmenter(module.student, module.transition, module.table, module.strategy)
+    with pytest.raises(ValueError, match="'mib' uses a teacher"):
+        IncrementalSegmenter(module.student, module.labels, module.strategy)
 
 
 def test_strategies_in_a_row_train_the_whole_student(new_class_scenario, tmp_path):
-    """Several strategies share one teacher object; each student must train all its layers."""
-    from incremental.workflow import TrainConfig, train_step
-
+    """Several strategies share one teacher object; each student must train all its layers
+    (a regression: every strategy after the first once trained only its head)."""
     teacher = create_model("tiny-unet", new_class_scenario.transition.num_old_classes)
+    before = {k: v.clone() for k, v in teacher.named_parameters()}
     fast = TrainConfig(epochs=1, batch_size=4, progress_bar=False, limit_train_batches=1)
-    for name in ("candidate-sets", "mib"):
-        spec = {"name": "tiny-unet"}
-        train_step(new_class_scenario, teacher, spec, resolve_strategy(name), fast, 0, tmp_path)
-        student = expand_head(teacher, new_class_scenario.transition)
-        assert all(p.requires_grad for p in student.parameters()), name
+    for name in ("candidate-sets", "mib", "candidate-sets"):
+        result = train_step(new_class_scenario, teacher, {"name": "tiny-unet"},
+                            create_strategy(name), fast, 0, tmp_path / name)  # fmt: skip
+        trained = dict(result.model.named_parameters())
+        moved = [k for k in before if "encoder" in k and not torch.equal(trained[k], before[k])]
+        assert len(moved) > 10, name
+    assert all(torch.equal(v, before[k]) for k, v in teacher.named_parameters())
     assert not any(p.requires_grad for p in teacher.parameters())  # the teacher stays frozen
 
 
 def test_plop_thresholds_sum_histograms_over_processes(split_scenario):
     """Under DDP each process sees half the data; the thresholds must be those of all of it.
-    A stand-in strategy whose reduce adds the other process's counts plays the second one."""
-    from types import SimpleNamespace
-
-    from incremental.losses import EntropyHistogram
-    from incremental.losses.pseudo_labels import unlabeled_pixels
-
+    A stand-in reduce that adds the other process's counts plays the second process."""
     torch.manual_seed(0)  # a fixed random teacher: its halves' medians differ (checked below)
     module, batch = _setup(split_scenario, "plop")
     halves = [{k: v[i::2] for k, v in batch.items()} for i in range(2)]
 
-    def fit(batches, strategy):
-        module._trainer = SimpleNamespace(train_dataloader=batches, strategy=strategy)
-        try:
-            return module._fit_pseudo_thresholds()
-        finally:
-            module._trainer = None
+    def candidates(b):
+        return module.lookup(b["mask"], b["dataset"])[0]
 
-    class OneProcess:
-        def reduce(self, tensor, reduce_op):
-            return tensor
+    def fit(batches, reduce_sum=lambda counts: counts):
+        return fit_entropy_thresholds(module.teacher, batches, candidates, 6, 0.001, reduce_sum)
 
-    class OtherHalfToo:  # sums this process's counts with those of the other half
-        def reduce(self, tensor, reduce_op):
-            assert reduce_op == "sum"
-            other = EntropyHistogram(split_scenario.transition.num_old_classes)
-            with torch.no_grad():
-                other.update(module.teacher(halves[1]["image"]),
-                             unlabeled_pixels(module._candidates(halves[1])))  # fmt: skip
-            return tensor + other.counts
+    def other_half_too(counts):  # this process's counts plus those of the other half
+        other = EntropyHistogram(6)
+        with torch.no_grad():
+            other.update(
+                module.teacher(halves[1]["image"]), unlabeled_pixels(candidates(halves[1]))
+            )
+        return counts + other.counts
 
-    whole = fit([batch], OneProcess())
-    torch.testing.assert_close(fit([halves[0]], OtherHalfToo()), whole)
-    assert not torch.equal(fit([halves[0]], OneProcess()), whole)  # half the data differs
+    whole = fit([batch])
+    torch.testing.assert_close(fit([halves[0]], other_half_too), whole)
+    assert not torch.equal(fit([halves[0]]), whole)  # half the data differs
+
+
+def test_plop_thresholds_fitted_once_before_training(split_scenario, tmp_path):
+    teacher = create_model("tiny-unet", split_scenario.transition.num_old_classes).eval()
+    module, data = build_step(split_scenario, teacher, {"name": "tiny-unet"},
+                              create_strategy("plop"))  # fmt: skip
+    (callback,) = module.configure_callbacks()
+    assert isinstance(callback, FitEntropyThresholds)
+    thresholds = module.strategy_state["entropy_thresholds"]
+    assert bool((thresholds < 0).all())  # not fitted yet
+    from incremental.data.datamodule import IncrementalDataModule
+
+    datamodule = IncrementalDataModule([(s, i) for i, s in enumerate(data.sources)],
+                                       split_scenario.val, batch_size=4)  # fmt: skip
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, limit_val_batches=0)  # fmt: skip
+    trainer.fit(module, datamodule=datamodule)
+    fitted = module.strategy_state["entropy_thresholds"].clone()
+    assert bool((fitted >= 0.001).all())
+    callback.on_train_start(trainer, module)  # fitted thresholds (a resumed run) are kept
+    assert torch.equal(module.strategy_state["entropy_thresholds"], fitted)

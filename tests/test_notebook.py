@@ -45,6 +45,7 @@ def _errors(notebook) -> list[str]:
     return [f"{o.ename}: {o.evalue}" for o in _outputs(notebook, "error")]
 
 
+@pytest.mark.slow
 def test_notebook_runs_with_the_tiny_profile(tmp_path):
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     env = {

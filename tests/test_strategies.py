@@ -1,42 +1,234 @@
-"""Strategy presets and the rule that explicit settings win."""
+"""Strategies as compositions: presets pinned to their pieces, explicit settings win, and a
+strategy added in a new file trains without an edit anywhere else."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import pytest
+import torch
 
-from incremental.strategies import PRESETS, StrategyConfig, resolve_strategy
+from incremental.labels import LabelReading
+from incremental.strategies import (
+    LocalPOD,
+    PartialCE,
+    PseudoLabel,
+    Refine,
+    SetKD,
+    StepContext,
+    Strategy,
+    create_strategy,
+    list_strategies,
+    register_strategy,
+    strategy_settings,
+)
 
 
-@pytest.mark.parametrize("name", list(PRESETS))
-def test_every_preset_resolves(name):
-    assert isinstance(resolve_strategy(name), StrategyConfig)
+@pytest.mark.parametrize("name", list_strategies())
+def test_every_preset_builds(name):
+    strategy = create_strategy(name)
+    assert isinstance(strategy, Strategy) and strategy.name == name
+    assert strategy.describe()["name"] == name
+
+
+PINNED = {
+    "finetune": ((), (PartialCE(),), "random", LabelReading("background", "representative")),
+    "finetune-ignore": ((), (PartialCE(),), "random", LabelReading("ignore", "representative")),
+    "freeze": ((), (PartialCE(),), "random", LabelReading("background", "representative")),
+    "mib": ((), (PartialCE(), SetKD(10.0)), "mass_preserving", LabelReading(split_aware=False)),
+    "plop": (
+        (PseudoLabel(0.001),),
+        (PartialCE(), LocalPOD(0.01)),
+        "mass_preserving",
+        LabelReading(split_aware=False),
+    ),
+    "candidate-sets": (
+        (Refine(0.7),),
+        (PartialCE(), SetKD(1.0)),
+        "mass_preserving",
+        LabelReading(),
+    ),
+    "candidate-sets-lc": (
+        (Refine(0.7),),
+        (PartialCE(), SetKD(1.0, conditioning="label")),
+        "mass_preserving",
+        LabelReading(),
+    ),
+    "joint": ((), (PartialCE(),), "mass_preserving", LabelReading(full_labels=True)),
+}
+
+
+@pytest.mark.parametrize("name", list(PINNED))
+def test_preset_pieces(name):
+    """Each preset is exactly these transforms, terms, initialisation and label reading."""
+    transforms, terms, init, reading = PINNED[name]
+    strategy = create_strategy(name)
+    assert strategy.transforms == transforms
+    assert strategy.terms == terms
+    assert (strategy.init, strategy.reading) == (init, reading)
+    assert strategy.freeze == (name == "freeze")
+    assert strategy.replay == (name == "joint")
+
+
+def test_every_preset_is_pinned():
+    assert set(PINNED) == set(list_strategies())
 
 
 def test_user_setting_beats_preset():
-    mib = resolve_strategy("mib")
-    assert mib.kd_weight == 10.0 and not mib.split_aware
-    mine = resolve_strategy("mib", {"kd_weight": 2.0, "split_aware": True})
-    assert mine.kd_weight == 2.0 and mine.split_aware
+    mib = create_strategy("mib")
+    assert mib.terms[1].weight == 10.0
+    assert create_strategy("mib", {"kd_weight": 2.0}).terms[1] == SetKD(2.0)
     # +replay never undoes an explicit replay=False...
-    assert resolve_strategy("candidate-sets+replay", {"replay": False}).replay is False
-    assert resolve_strategy("candidate-sets+replay").replay is True
+    assert create_strategy("candidate-sets+replay", {"replay": False}).replay is False
+    assert create_strategy("candidate-sets+replay").replay is True
+    # ...and the cross-entropy options apply to any strategy with a cross-entropy term.
+    focal = create_strategy("plop", {"focal_gamma": 2.0, "class_weights": "inverse_frequency"})
+    assert focal.terms[0] == PartialCE("inverse_frequency", 2.0)
+    assert focal.class_weighting == "inverse_frequency"
+
+
+def test_settings_are_listed():
+    assert strategy_settings("mib") == {
+        "kd_weight": 10.0,
+        "temperature": 1.0,
+        "replay": None,
+        "old_share": None,
+        "freeze": None,
+        "class_weights": None,
+        "focal_gamma": None,
+    }
 
 
 def test_errors_name_the_problem():
     with pytest.raises(ValueError, match="unknown strategy 'mibb'"):
-        resolve_strategy("mibb")
+        create_strategy("mibb")
     with pytest.raises(ValueError, match=r"unknown setting\(s\) \['kd_wieght'\]"):
-        resolve_strategy("mib", {"kd_wieght": 1})
-    with pytest.raises(ValueError, match="strategy.distillation: 'soft'"):
-        resolve_strategy("mib", {"distillation": "soft"})
+        create_strategy("mib", {"kd_wieght": 1})
+    with pytest.raises(ValueError, match="distillation: 'soft'"):
+        create_strategy("candidate-sets", {"distillation": "soft"})
     with pytest.raises(ValueError, match="only suffix"):
-        resolve_strategy("mib+fast")
+        create_strategy("mib+fast")
     with pytest.raises(ValueError, match="old_share"):
-        StrategyConfig(old_share=1.0)
+        create_strategy("mib", {"old_share": 1.0})
+    with pytest.raises(ValueError, match="class_weights: 'median'"):
+        create_strategy("mib", {"class_weights": "median"})
+    with pytest.raises(ValueError, match="needs fully labeled data"):
+        Strategy("x", init="scratch")
 
 
 def test_uses_teacher():
-    assert not resolve_strategy("finetune").uses_teacher
-    assert resolve_strategy("candidate-sets").uses_teacher
-    assert resolve_strategy("plop").uses_teacher
-    assert not resolve_strategy("joint").uses_teacher
+    assert not create_strategy("finetune").uses_teacher
+    assert create_strategy("candidate-sets").uses_teacher
+    assert create_strategy("plop").uses_teacher and create_strategy("plop").needs_features
+    assert not create_strategy("joint").uses_teacher
+    assert not create_strategy(
+        "candidate-sets", {"distillation": "none", "refine": False}
+    ).uses_teacher
+
+
+def _context(gen: torch.Generator, num_classes: int = 4) -> StepContext:
+    logits = torch.randn(2, num_classes, 3, 3, generator=gen, requires_grad=True)
+    labels = torch.randint(0, num_classes, (2, 3, 3), generator=gen)
+    candidates = torch.nn.functional.one_hot(labels, num_classes).permute(0, 3, 1, 2).bool()
+    return StepContext(
+        logits=logits,
+        candidates=candidates,
+        informative=torch.ones(2, 3, 3, dtype=torch.bool),
+        teacher_sets=torch.tensor([[1, 0, 0, 1], [0, 1, 0, 0], [0, 0, 1, 0]]).bool(),
+        representatives=torch.arange(3),
+        teacher_logits=torch.randn(2, 3, 3, 3, generator=gen),
+    )
+
+
+def test_loss_terms_compose_in_order():
+    """Transforms run before the terms, in order; a term reads the transformed sets."""
+    step = _context(torch.Generator().manual_seed(0))
+    class_0 = torch.zeros_like(step.candidates)
+    class_0[:, 0] = True
+
+    @dataclass(frozen=True)
+    class Relabel:  # every pixel labeled class 0
+        needs_teacher: ClassVar[bool] = False
+        needs_features: ClassVar[bool] = False
+
+        def __call__(self, s: StepContext) -> StepContext:
+            return s.replace(candidates=class_0)
+
+    strategy = Strategy("x", transforms=(Relabel(),), terms=(PartialCE(),))
+    expected = torch.nn.functional.cross_entropy(step.logits, torch.zeros(2, 3, 3).long())
+    torch.testing.assert_close(strategy.loss_terms(step)["ce"], expected)
+    assert not torch.allclose(Strategy("y").loss_terms(step)["ce"], expected)
+
+
+# ---------------------------------------------------------------------- a strategy from outside
+@dataclass(frozen=True)
+class _Entropy:
+    """A new loss term, defined outside the library: mean prediction entropy."""
+
+    weight: float = 0.1
+    name: ClassVar[str] = "entropy"
+    needs_teacher: ClassVar[bool] = False
+    needs_features: ClassVar[bool] = False
+
+    def initial_state(self, labels):
+        return {}
+
+    def callbacks(self):
+        return []
+
+    def describe(self):
+        return {"type": "Entropy", "weight": self.weight}
+
+    def __call__(self, step: StepContext) -> torch.Tensor:
+        log_p = step.logits.log_softmax(dim=1)
+        return -self.weight * (log_p.exp() * log_p).sum(dim=1).mean()
+
+
+FAST = {"epochs": 1, "batch_size": 4, "progress_bar": False, "limit_train_batches": 2}
+
+
+@pytest.fixture
+def entropy_min_strategy():
+    """A strategy registered the way a new file would; unregistered afterwards."""
+    from incremental.strategies import registry
+
+    @register_strategy("test-entropy-min")
+    def entropy_min(weight: float = 0.1) -> Strategy:
+        return Strategy("test-entropy-min", terms=(PartialCE(), _Entropy(weight)))
+
+    yield entropy_min
+    registry._FACTORIES.pop("test-entropy-min")
+
+
+def test_a_new_strategy_file_needs_no_other_edit(entropy_min_strategy, tmp_path):
+    """Registering a factory is all it takes: the runner trains it by name, with overrides."""
+    import pandas as pd
+    import yaml
+
+    from experiments.run import main
+
+    strategy = create_strategy("test-entropy-min", {"weight": 0.5})
+    assert strategy.terms[1].weight == 0.5 and strategy.describe()["terms"][1]["type"] == "Entropy"
+
+    config = {
+        "scenarios": ["fashion-new-class"],
+        "strategies": ["test-entropy-min"],
+        "strategy_overrides": {"test-entropy-min": {"weight": 0.5}},
+        "wandb": "disabled",
+        "cache_dir": str(tmp_path / "cache"),
+        "train_old": FAST,
+        "train": FAST,
+        "scenario_overrides": {"fashion": {"sizes": {"old_train": 16, "new_train": 8, "val": 4,
+                               "test": 4, "old_val": 4}, "image_size": 32,
+                               "items_per_scene": [1, 2]}},
+    }  # fmt: skip
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main([str(path), "--output", str(tmp_path / "out")]) == 0
+    results = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert list(results["strategy"]) == ["test-entropy-min"]
+    assert 0.0 <= results["miou_all"][0] <= 1.0
+    assert (
+        tmp_path / "out" / "models" / "fashion-new-class" / "test-entropy-min-seed0.pt"
+    ).is_file()

@@ -11,22 +11,23 @@ import pytest
 import torch
 from torch import nn
 
-from incremental.data.base import SampleDataset
+from incremental.data.core import SampleDataset
 from incremental.data.datamodule import pad_collate
-from incremental.models import create_model, expand_head
+from incremental.models import create_model
 from incremental.module import IncrementalSegmenter
-from incremental.strategies import resolve_strategy
-from incremental.workflow import strategy_table, training_sources
+from incremental.strategies import create_strategy
+from incremental.workflow import build_step
 
-FROZEN = {"freeze": "old_network"}  # candidate sets, the old network frozen but the classifier
+FROZEN = {"freeze": True}  # candidate sets, the old network frozen but the classifier
 
 
 def _module(scenario, teacher: nn.Module, **overrides) -> IncrementalSegmenter:
-    strategy = resolve_strategy("candidate-sets", overrides)
-    table = strategy_table(training_sources(scenario, strategy), scenario.transition, strategy)
-    student = expand_head(teacher.eval(), scenario.transition)
-    module = IncrementalSegmenter(student, scenario.transition, table, strategy, teacher=teacher)
-    return module.train()
+    strategy = create_strategy("candidate-sets", overrides)
+    module, _ = build_step(scenario, teacher.eval(), {"name": "tiny-unet"}, strategy)
+    module.train()
+    for callback in module.configure_callbacks():  # freezing, as the Trainer would
+        callback.freeze_before_training(module)
+    return module
 
 
 def _batch(scenario) -> dict[str, torch.Tensor]:
@@ -73,7 +74,7 @@ def test_shared_features_give_the_two_forwards_logits(new_class_scenario, model)
     body = teacher.encoder if hasattr(teacher, "encoder") else teacher[0]
     body_calls = _count_calls(body)
     images = _batch(new_class_scenario)["image"]
-    out = module._forwards(images)
+    out = module.forwards(images)
     assert body_calls == [0]  # the teacher's body never ran: the features were shared
     with torch.no_grad():
         assert torch.equal(out.teacher_logits, teacher(images))
@@ -89,7 +90,7 @@ def test_shared_features_train_as_two_forwards(new_class_scenario):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*self.log.*")
         shared = module.training_step(batch, 0)
-        module._shared_head = None  # the two-forward path
+        module.forwards.shared = None  # the two-forward path
         separate = module.training_step(batch, 0)
     assert torch.equal(shared, separate)
 
@@ -98,7 +99,7 @@ def test_no_sharing_for_a_trainable_body(new_class_scenario):
     teacher = create_model("tiny-unet", new_class_scenario.transition.num_old_classes)
     module = _module(new_class_scenario, teacher)  # student == teacher now, not after a step
     calls = _count_calls(teacher.encoder)
-    module._forwards(_batch(new_class_scenario)["image"])
+    module.forwards(_batch(new_class_scenario)["image"])
     assert calls == [1]
 
 
@@ -106,7 +107,7 @@ def test_no_teacher_output_for_a_strategy_without_teacher(new_class_scenario):
     teacher = create_model("tiny-unet", new_class_scenario.transition.num_old_classes)
     # What the `freeze` preset does: neither distillation nor refinement.
     module = _module(new_class_scenario, teacher, distillation="none", refine=False, **FROZEN)
-    assert module._forwards(_batch(new_class_scenario)["image"]).teacher_logits is None
+    assert module.forwards(_batch(new_class_scenario)["image"]).teacher_logits is None
 
 
 def test_output_transformed_after_the_head_falls_back(new_class_scenario):
@@ -114,17 +115,17 @@ def test_output_transformed_after_the_head_falls_back(new_class_scenario):
     module = _module(new_class_scenario, teacher, **FROZEN)
     images = _batch(new_class_scenario)["image"]
     with pytest.warns(UserWarning, match="own forward"):
-        out = module._forwards(images)
+        out = module.forwards(images)
     with torch.no_grad():
         assert torch.equal(out.teacher_logits, teacher(images))
-    assert module._forwards(images).teacher_logits is not None  # no second warning needed
+    assert module.forwards(images).teacher_logits is not None  # no second warning needed
 
 
 @pytest.mark.parametrize("overrides", [{}, FROZEN], ids=["trainable", "frozen"])
 def test_teacher_holds_no_autograd_state(new_class_scenario, overrides):
     teacher = create_model("tiny-unet", new_class_scenario.transition.num_old_classes)
     module = _module(new_class_scenario, teacher, **overrides)
-    out = module._forwards(_batch(new_class_scenario)["image"])
+    out = module.forwards(_batch(new_class_scenario)["image"])
     assert out.teacher_logits.is_inference()
     assert not out.teacher_logits.requires_grad and out.teacher_logits.grad_fn is None
     with warnings.catch_warnings():

@@ -9,7 +9,7 @@ import torch
 
 from incremental.labels import CandidateSetTable
 from incremental.models import load_model_file, save_model_file
-from incremental.strategies import resolve_strategy
+from incremental.strategies import create_strategy
 from incremental.workflow import TrainConfig, class_weights, train_old_model, train_step
 
 FAST = TrainConfig(epochs=1, batch_size=4, progress_bar=False, augment="flip")
@@ -22,7 +22,7 @@ def test_old_model_then_step(tmp_path, split_scenario):
         k.removeprefix("iou/") for k in old.scores if k.startswith("iou/")
     }
     step = train_step(
-        split_scenario, old.model, spec, resolve_strategy("plop"), FAST, 0, tmp_path / "plop"
+        split_scenario, old.model, spec, create_strategy("plop"), FAST, 0, tmp_path / "plop"
     )
     for key in ("miou_all", "miou_old", "miou_new", "hiou", "miou_parent", "iou/sneaker"):
         assert key in step.scores and not math.isnan(step.scores[key]), key
@@ -63,7 +63,7 @@ def test_loss_terms_reach_the_logs_at_logging_steps(tmp_path, new_class_scenario
     config = TrainConfig(epochs=1, epoch_size=48, batch_size=4, progress_bar=False)
     teacher = train_old_model(new_class_scenario, {"name": "tiny-unet"}, FAST, 0, tmp_path / "o")
     train_step(new_class_scenario, teacher.model, {"name": "tiny-unet"},
-               resolve_strategy("candidate-sets"), config, 0, tmp_path / "s")  # fmt: skip
+               create_strategy("candidate-sets"), config, 0, tmp_path / "s")  # fmt: skip
     (metrics,) = (tmp_path / "s" / "logs").rglob("metrics.csv")
     logged = pd.read_csv(metrics).dropna(subset=["train/ce"])
     assert list(logged["step"]) == [9]

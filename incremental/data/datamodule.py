@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from incremental.constants import IGNORE_INDEX
-from incremental.data.base import SampleDataset, SegmentationSource
+from incremental.data.core import SampleDataset, SegmentationSource
 from incremental.data.transforms import eval_transform, train_transform
 
 #: Encoders downsample by up to 32: padded batch sides are multiples of it.

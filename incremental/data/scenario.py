@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from incremental.data.base import SegmentationSource
+from incremental.data.core import SegmentationSource
 from incremental.labels import Transition
 
 if TYPE_CHECKING:

@@ -6,6 +6,8 @@ from incremental.labels.candidate_sets import (
     lookup_informative,
 )
 from incremental.labels.declaration import IGNORE, UNLABELED, LabelDeclaration
+from incremental.labels.step_labels import LabelLookup, LabelReading, StepLabels
+from incremental.labels.teacher_map import TeacherMap
 from incremental.labels.transition import Split, Transition
 
 __all__ = [
@@ -13,7 +15,11 @@ __all__ = [
     "UNLABELED",
     "CandidateSetTable",
     "LabelDeclaration",
+    "LabelLookup",
+    "LabelReading",
     "Split",
+    "StepLabels",
+    "TeacherMap",
     "Transition",
     "lookup_candidates",
     "lookup_informative",

@@ -14,6 +14,7 @@ import torch
 
 from incremental.constants import IGNORE_INDEX, NUM_MASK_VALUES
 from incremental.labels.declaration import IGNORE, UNLABELED, LabelDeclaration
+from incremental.labels.teacher_map import TeacherMap
 from incremental.labels.transition import Transition
 
 UnlabeledAs = Literal["candidates", "ignore"] | str
@@ -33,8 +34,8 @@ class CandidateSetTable:
         old_labels: how an old-vocabulary class is read. ``"sets"``: the student classes it now
             stands for, ``T(k)``; ``"representative"``: the one student class that keeps its
             index (naive: "car" means "car_other").
-        split_aware: which teacher map resolves old names (see
-            :meth:`Transition.teacher_sets`).
+        teacher_map: the T that resolves old names (default: the split-aware map of
+            ``transition``); a step's :class:`~incremental.labels.StepLabels` passes its own.
         check_teachable: refuse a student class that neither a dataset nor the teacher can
             ever single out.
 
@@ -52,7 +53,7 @@ class CandidateSetTable:
         *,
         unlabeled: UnlabeledAs = "candidates",
         old_labels: OldLabelsAs = "sets",
-        split_aware: bool = True,
+        teacher_map: TeacherMap | None = None,
         check_teachable: bool = True,
     ) -> None:
         if not declarations:
@@ -66,7 +67,11 @@ class CandidateSetTable:
         self.transition = transition
         self.classes = transition.student_classes
         self.dataset_names = tuple(names)
-        self._teacher_sets = transition.teacher_sets(split_aware)
+        if teacher_map is None:
+            teacher_map = TeacherMap(transition)
+        elif teacher_map.transition != transition:
+            raise ValueError("teacher_map: built for another transition")
+        self._teacher_sets = teacher_map.sets
         self._unlabeled = unlabeled
         self._old_labels = old_labels
         num_classes = len(self.classes)

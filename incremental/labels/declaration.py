@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+
 from incremental.constants import IGNORE_INDEX, NUM_MASK_VALUES
 
 UNLABELED = "unlabeled"
@@ -126,6 +128,16 @@ class LabelDeclaration:
             else list(self.exhaustive),
             "absent": list(self.absent),
         }
+
+    def class_index_lut(self, classes: Sequence[str]) -> np.ndarray:
+        """(256,) int64: mask value -> index in ``classes`` of the one class it is declared
+        as; -1 for values declared otherwise (several classes, unlabeled, ignore, undeclared)."""
+        lut = np.full(NUM_MASK_VALUES, -1, dtype=np.int64)
+        index = {c: i for i, c in enumerate(classes)}
+        for value, meaning in self.values.items():
+            if isinstance(meaning, str) and meaning in index:
+                lut[value] = index[meaning]
+        return lut
 
     def class_names(self) -> set[str]:
         """Every class name the declaration mentions."""

@@ -3,7 +3,8 @@
 A transition adds brand-new classes (hidden, in the old images, under one old class: the
 background by default) and splits old classes into named children plus a remainder
 (``car -> {car_other, police_car}``). From it follow the student's classes and the teacher map
-``T``: old class ``k`` -> the set of student classes it now stands for.
+``T``: old class ``k`` -> the set of student classes it now stands for (the rule is
+:meth:`Transition.teacher_sets`; :class:`~incremental.labels.TeacherMap` carries it).
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import torch
 
 
 @dataclass(frozen=True)
@@ -178,6 +177,12 @@ class Transition:
         return self.new_classes + tuple(c for s in self.splits for c in (s.remainder, *s.children))
 
     @property
+    def step_classes(self) -> tuple[str, ...]:
+        """The classes a step's new images label: new classes and split children (a
+        remainder is never labeled on its own: it is the rest of its parent)."""
+        return self.new_classes + tuple(c for s in self.splits for c in s.children)
+
+    @property
     def unchanged_classes(self) -> tuple[str, ...]:
         """Student classes that are old classes with their meaning kept."""
         created = set(self.created_classes)
@@ -208,14 +213,6 @@ class Transition:
                 members += [c for s in self.splits if s.parent == old for c in s.children]
             sets[old] = tuple(members)
         return sets
-
-    def teacher_matrix(self, split_aware: bool = True) -> torch.Tensor:
-        """``T`` as a (K, C) bool tensor: row k marks the student classes of old class k."""
-        index = {c: i for i, c in enumerate(self.student_classes)}
-        matrix = torch.zeros(self.num_old_classes, self.num_student_classes, dtype=torch.bool)
-        for k, members in enumerate(self.teacher_sets(split_aware).values()):
-            matrix[k, [index[c] for c in members]] = True
-        return matrix
 
     def parent_classes(self) -> dict[str, str]:
         """Student class -> the name it evaluates under at parent level (children merged)."""

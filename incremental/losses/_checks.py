@@ -6,12 +6,23 @@ import torch
 
 REDUCTIONS = ("mean", "sum", "none")
 
+#: Below this set probability, ``log p_S`` computed from probabilities loses precision: the
+#: hand-written losses then take an exact path through logsumexp / log-softmax.
+SMALLEST_SET_PROB = 1e-30
+
 
 def check_logits(name: str, logits: torch.Tensor) -> None:
     if logits.dim() != 4:
         raise ValueError(f"{name}: expected (B, C, H, W), got {tuple(logits.shape)}")
     if not logits.is_floating_point():
         raise ValueError(f"{name}: expected a floating-point tensor, got {logits.dtype}")
+
+
+def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 when it is half or bfloat16 (logits under mixed-precision autocast):
+    softmax sums and logs of small set probabilities need fp32's precision; the cast is part
+    of the graph, so the gradient reaches the half-precision logits."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 def check_candidates(logits: torch.Tensor, candidates: torch.Tensor) -> None:

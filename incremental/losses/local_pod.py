@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import torch
 
+from incremental.losses._checks import at_least_fp32
+
 
 def local_pod_embedding(features: torch.Tensor, scales: Sequence[int] = (1, 2, 4)) -> torch.Tensor:
     """POD embedding of one feature map.
@@ -27,7 +29,7 @@ def local_pod_embedding(features: torch.Tensor, scales: Sequence[int] = (1, 2, 4
     if features.dim() != 4:
         raise ValueError(f"features: expected (B, C, H, W), got {tuple(features.shape)}")
     b, _, h, w = features.shape
-    squared = features.pow(2)
+    squared = at_least_fp32(features).pow(2)
     parts = []
     for s in scales:
         kh, kw = max(h // s, 1), max(w // s, 1)

@@ -13,15 +13,13 @@ import torch
 from torch import nn
 
 from incremental.losses._checks import (
+    SMALLEST_SET_PROB,
+    at_least_fp32,
     check_candidates,
     check_logits,
     check_reduction,
     reduce_pixels,
 )
-
-#: Below this set probability ``log p_S`` of the fast path loses precision; such batches take
-#: the exact logsumexp path.
-_SMALLEST_SET_PROB = 1e-30
 
 
 class _CandidateSetNLL(torch.autograd.Function):
@@ -40,7 +38,7 @@ class _CandidateSetNLL(torch.autograd.Function):
             probs = logits.softmax(dim=1)
         in_set = probs * candidates
         set_prob = in_set.sum(dim=1)
-        if bool((set_prob > _SMALLEST_SET_PROB).all()):
+        if bool((set_prob > SMALLEST_SET_PROB).all()):
             nll = -set_prob.log()
         else:  # some set is far less likely than the argmax: exact but slower
             masked = logits.masked_fill(~candidates, float("-inf"))
@@ -108,6 +106,7 @@ def partial_cross_entropy(
     check_logits("logits", logits)
     check_candidates(logits, candidates)
     check_reduction(reduction)
+    logits = at_least_fp32(logits)
     if informative is None:
         informative = ~candidates.all(dim=1)
     nll = candidate_set_nll(logits, candidates, probs)

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 
 from incremental.losses._checks import (
+    SMALLEST_SET_PROB,
+    at_least_fp32,
     check_candidates,
     check_logits,
     check_reduction,
@@ -91,11 +93,6 @@ def set_log_probs(log_probs: torch.Tensor, teacher_sets: torch.Tensor) -> torch.
     return out
 
 
-#: Below this set probability ``log P_k`` of the fast path loses precision; such batches take
-#: an exact path through log-softmax.
-_SMALLEST_SET_PROB = 1e-30
-
-
 class _SetCrossEntropy(torch.autograd.Function):
     """``-Σ_k q_k log P_k`` with ``P_k = Σ_{c∈T(k)} p_c``, for a T that partitions the student's
     classes (k(c) = the set holding c) and a distribution q, with a hand-written backward:
@@ -114,7 +111,7 @@ class _SetCrossEntropy(torch.autograd.Function):
         for k, members in larger:
             set_probs[:, k] = probs.index_select(1, members).sum(dim=1)
         ctx.within_set = None
-        if bool((set_probs > _SMALLEST_SET_PROB).all()):
+        if bool((set_probs > SMALLEST_SET_PROB).all()):
             log_set_probs = set_probs.log()
         else:  # a set far less likely than the argmax: exact but slower
             log_probs = logits.log_softmax(dim=1)
@@ -145,7 +142,7 @@ def teacher_probs(
     pixel only where T(k) meets the pixel's set; q is renormalised over the kept classes.
     Every pixel keeps at least one class when the sets of T cover every student class.
     """
-    scaled = teacher_logits.detach() / temperature
+    scaled = at_least_fp32(teacher_logits.detach()) / temperature
     if candidates is not None:
         if teacher_sets is None:
             raise ValueError("label-conditioned teacher probabilities need teacher_sets")
@@ -213,6 +210,7 @@ def set_distillation(
     check_reduction(reduction)
     if candidates is not None:
         check_candidates(student_logits, candidates)
+    student_logits = at_least_fp32(student_logits)
     teacher_sets = teacher_sets.to(student_logits.device)
     q = teacher_probs(teacher_logits, temperature, candidates, teacher_sets).to(
         student_logits.dtype

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from incremental.labels.transition import Transition
+from incremental.labels.teacher_map import TeacherMap
 
 INITS = ("mass_preserving", "random")
 
@@ -67,9 +67,8 @@ def replace_classifier(model: nn.Module, name: str, num_classes: int) -> nn.Conv
 @torch.no_grad()
 def expand_head(
     model: nn.Module,
-    transition: Transition,
+    teacher_map: TeacherMap,
     *,
-    split_aware: bool = True,
     init: str = "mass_preserving",
     classifier: str | None = None,
 ) -> nn.Module:
@@ -77,15 +76,15 @@ def expand_head(
 
     Args:
         model: the teacher, with ``transition.num_old_classes`` outputs; not modified.
-        transition: the step.
-        split_aware: which teacher map decides where created classes come from (see
-            :meth:`Transition.teacher_sets`).
+        teacher_map: the step's T (``StepLabels.teacher_map``, or
+            ``TeacherMap(transition, split_aware)``): where each created class comes from.
         init: ``"mass_preserving"``, or ``"random"`` (old classes keep their rows, created
             classes get the layer's default random init; naive fine-tuning).
         classifier: the classifier's qualified name, if it cannot be found automatically.
     """
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    transition = teacher_map.transition
     student = copy.deepcopy(model)
     # The teacher is usually frozen and in eval mode by now (a loaded or tested model); the
     # student trains, whatever the copy inherited: gradients on, batch-norm statistics updated
@@ -108,7 +107,7 @@ def expand_head(
         )
     new = replace_classifier(student, name, transition.num_student_classes)
     index = {c: i for i, c in enumerate(transition.student_classes)}
-    for k, (old_class, members) in enumerate(transition.teacher_sets(split_aware).items()):
+    for k, (old_class, members) in enumerate(teacher_map.sets.items()):
         if init == "random":
             members = (transition.representative(old_class),)
         shift = math.log(len(members))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from incremental.constants import IGNORE_INDEX
-from incremental.data.base import ArraySource, SampleDataset
+from incremental.data.core import ArraySource, SampleDataset
 from incremental.data.datamodule import (
     IncrementalDataModule,
     MixedDataset,

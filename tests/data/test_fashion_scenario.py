@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from conftest import tiny_scenario_config
 
-from experiments.scenarios import build_scenario
 from incremental.constants import IGNORE_INDEX
-from incremental.data.fashion_scenario import build_fashion_scenario
+from incremental.data import build_scenario
+from incremental.data.fashion.scenario import build_fashion_scenario
 from incremental.labels import CandidateSetTable
 
 

@@ -1,4 +1,4 @@
-"""Folder datasets (``incremental.data.folder``) and their check (``incremental.data.check``).
+"""Folder datasets (``incremental.data.folders``) and their check (``folders.check``).
 
 Each problem test writes a tiny tree with the committed generator, breaks one thing and checks
 that the problem names the file and the value.
@@ -17,9 +17,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from incremental.data.base import SampleDataset, SegmentationSource
-from incremental.data.check import check_dataset, inspect_dataset
-from incremental.data.folder import DatasetError, FolderDataset, Problem
+from incremental.data import DatasetError, Problem
+from incremental.data.core import SampleDataset, SegmentationSource
+from incremental.data.folders import FolderDataset
+from incremental.data.folders.check import check_dataset, inspect_dataset
 from incremental.labels import Split, Transition
 
 

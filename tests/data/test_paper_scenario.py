@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.scenarios import build_scenario
+from incremental.data import build_scenario
 from incremental.labels import CandidateSetTable
 
 _spec = importlib.util.spec_from_file_location(
@@ -64,7 +64,7 @@ def test_unknown_key(voc_root):
 
 
 def test_voc_15_1_has_one_scenario_per_step(voc_root):
-    from experiments.scenarios import build_scenarios
+    from incremental.data import build_scenarios
 
     steps = build_scenarios(
         {

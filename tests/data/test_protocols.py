@@ -12,22 +12,19 @@ import pytest
 from PIL import Image
 
 from incremental.constants import IGNORE_INDEX
-from incremental.data.ade import ADE_CLASSES, ADE20KSegmentation
-from incremental.data.base import SampleDataset, SegmentationSource
-from incremental.data.protocols import (
-    TASKS,
+from incremental.data.core import SampleDataset, SegmentationSource
+from incremental.data.paper.ade import ADE_CLASSES, ADE20KSegmentation
+from incremental.data.paper.protocols import (
     PaperStepSource,
     compute_label_sets,
     eval_declaration,
     filter_indices,
     paper_step_datasets,
-    seen_classes,
     step_lut,
-    step_transition,
-    task_steps,
     train_declaration,
 )
-from incremental.data.voc import VOC_CLASSES, VOCSegmentation
+from incremental.data.paper.tasks import TASKS, seen_classes, step_transition, task_steps
+from incremental.data.paper.voc import VOC_CLASSES, VOCSegmentation
 from incremental.labels import CandidateSetTable
 
 
@@ -329,7 +326,7 @@ class TestMissingPaths:
         Image.new("RGB", (32, 24)).save(root / "SegmentationClassAug" / "x.png")
         (root / "list.txt").write_text("x\n")
         source = VOCSegmentation(root, list_file=root / "list.txt")
-        with pytest.raises(ValueError, match="mode 'RGB'.*single-channel"):
+        with pytest.raises(ValueError, match="mask mode is 'RGB'"):
             source.load(0)
 
     def test_ade_missing(self, ade_root, tmp_path):

@@ -16,9 +16,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from experiments.scenarios import build_scenario  # noqa: E402
+from incremental.data import build_scenario  # noqa: E402
 from incremental.models import create_model  # noqa: E402
-from incremental.strategies import resolve_strategy  # noqa: E402
+from incremental.strategies import create_strategy  # noqa: E402
 from incremental.workflow import TrainConfig, train_step  # noqa: E402
 from tests.conftest import tiny_scenario_config  # noqa: E402
 
@@ -41,7 +41,7 @@ def main(devices: int, out: Path) -> None:
         deterministic=True,
     )
     # PLOP: pseudo-label thresholds fitted on one pass over the (distributed) training data.
-    strategy = resolve_strategy("plop")
+    strategy = create_strategy("plop")
     result = train_step(scenario, teacher, {"name": "tiny-unet"}, strategy, config, 0, out)
     rank = int(os.environ.get("LOCAL_RANK", 0))
     (out / f"rank{rank}.json").write_text(json.dumps(result.scores))

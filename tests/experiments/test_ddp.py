@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import lightning as L
+import pytest
 import torch
 
 SCRIPT = Path(__file__).with_name("ddp_step.py")
@@ -33,23 +34,21 @@ def _run(devices: int, out: Path) -> dict[str, float]:
 
 def _single_process_test_scores(state_dict: dict) -> dict[str, float]:
     """The scores of a student evaluated on the whole test set by one process."""
-    from experiments.scenarios import build_scenario
+    from incremental.data import build_scenario
     from incremental.data.datamodule import IncrementalDataModule
     from incremental.models import create_model
     from incremental.module import IncrementalSegmenter
-    from incremental.strategies import resolve_strategy
-    from incremental.workflow import strategy_table, training_sources
+    from incremental.strategies import create_strategy
+    from incremental.workflow import step_data
     from tests.conftest import tiny_scenario_config
 
     scenario = build_scenario(tiny_scenario_config("fashion-new-class"))
-    strategy = resolve_strategy("finetune")  # scoring only: no teacher needed
-    sources = training_sources(scenario, strategy)
+    strategy = create_strategy("finetune")  # scoring only: no teacher needed
+    data = step_data(scenario, strategy)
+    sources = data.sources
     student = create_model("tiny-unet", scenario.transition.num_student_classes)
     student.load_state_dict(state_dict)
-    module = IncrementalSegmenter(
-        student, scenario.transition, strategy_table(sources, scenario.transition, strategy),
-        strategy,
-    )  # fmt: skip
+    module = IncrementalSegmenter(student, data.labels, strategy)
     data = IncrementalDataModule([(s, i) for i, s in enumerate(sources)], scenario.val,
                                  scenario.test, batch_size=4)  # fmt: skip
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
@@ -61,6 +60,7 @@ def _close(a: float, b: float, tol: float) -> bool:
     return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= tol
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path):
     two = _run(2, tmp_path / "two")
     rank1 = json.loads((tmp_path / "two" / "rank1.json").read_text())
@@ -78,7 +78,7 @@ def test_ddp_two_cpu_processes(tmp_path):
     # same median bins; tests/test_module.py checks the sum itself.)
     thresholds = [
         torch.load(tmp_path / run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"][
-            "pseudo_thresholds"
+            "strategy_state.entropy_thresholds"
         ]
         for run in ("one", "two")
     ]
@@ -87,6 +87,7 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert _close(one["miou_all"], two["miou_all"], 0.05), (one["miou_all"], two["miou_all"])
 
 
+@pytest.mark.slow
 def test_runner_with_ddp_writes_once(tmp_path):
     """Every DDP process replays the experiment; only the main one writes its outputs."""
     import pandas as pd

@@ -13,8 +13,8 @@ import yaml
 from experiments.config import CONFIG_DIR
 from experiments.make_example_data import make_example_data
 from experiments.run import main as run_main
-from experiments.scenarios import build_scenario
 from incremental.__main__ import main as cli_main
+from incremental.data import build_scenario
 from incremental.models import load_model_file
 
 TINY_SIZES = {"old_train": 8, "new_train": 8, "val": 4, "test": 4, "old_val": 4}

@@ -72,6 +72,7 @@ def config_file(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_sigkilled_run_resumes_to_the_same_metrics(tmp_path, config_file, capsys):
     killed = tmp_path / "killed"
     script = tmp_path / "killer.py"

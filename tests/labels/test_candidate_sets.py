@@ -10,6 +10,7 @@ from incremental.labels import (
     CandidateSetTable,
     LabelDeclaration,
     Split,
+    TeacherMap,
     Transition,
 )
 
@@ -112,7 +113,8 @@ class TestDesignTable:
         assert t.candidate_set("mixed", 0) == {"background"}
 
     def test_not_split_aware(self):
-        t = table(old_images(), bag_images(), police_images(), full_images(), split_aware=False)
+        unaware = TeacherMap(transition(), split_aware=False)
+        t = table(old_images(), bag_images(), police_images(), full_images(), teacher_map=unaware)
         assert t.candidate_set("old", 0) == {"background", "bag", "police_car"}
         assert t.candidate_set("old", 2) == {"car_other"}
 

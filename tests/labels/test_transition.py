@@ -4,7 +4,7 @@ validation of transitions built in code or from a config mapping."""
 import pytest
 import torch
 
-from incremental.labels import Split, Transition
+from incremental.labels import Split, TeacherMap, Transition
 
 OLD = ("background", "coat", "car")
 
@@ -98,7 +98,7 @@ class TestTeacherSets:
     @pytest.mark.parametrize("split_aware", [True, False])
     def test_matrix_matches_sets(self, split_aware):
         t = both_cases()
-        m = t.teacher_matrix(split_aware)
+        m = TeacherMap(t, split_aware).matrix
         assert m.shape == (3, 5) and m.dtype == torch.bool
         expected = {
             True: [[1, 0, 0, 1, 0], [0, 1, 0, 0, 0], [0, 0, 1, 0, 1]],

@@ -5,13 +5,17 @@ import math
 import pytest
 import torch
 
-from incremental.labels import Split, Transition
+from incremental.labels import Split, TeacherMap, Transition
 from incremental.losses import normalized_entropy, refine_candidates
 
 # Student: background, coat, car_other, bag, police_car; teacher: background, coat, car.
-T = Transition(
-    ("background", "coat", "car"), new_classes=("bag",), splits=(Split.of("car", ["police_car"]),)
-).teacher_matrix()
+T = TeacherMap(
+    Transition(
+        ("background", "coat", "car"),
+        new_classes=("bag",),
+        splits=(Split.of("car", ["police_car"]),),
+    )
+).matrix
 
 
 def sets(*rows):

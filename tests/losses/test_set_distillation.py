@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from incremental.labels import Split, Transition
+from incremental.labels import Split, TeacherMap, Transition
 from incremental.losses import SetDistillation, set_distillation, set_log_probs, teacher_probs
 
 B, K, C, H, W = 2, 3, 5, 3, 4
@@ -33,7 +33,7 @@ def logits(gen, *shape, dtype=torch.float32, requires_grad=False):
 class TestSmokeAndShapes:
     @pytest.mark.parametrize("reduction, shape", [("mean", ()), ("sum", ()), ("none", (B, H, W))])
     def test_shapes(self, gen, reduction, shape):
-        t = transition().teacher_matrix()
+        t = TeacherMap(transition()).matrix
         loss = set_distillation(
             logits(gen, B, C, H, W), logits(gen, B, K, H, W), t, reduction=reduction
         )
@@ -42,7 +42,7 @@ class TestSmokeAndShapes:
     def test_set_log_probs_hand(self):
         p = torch.tensor([0.1, 0.2, 0.3, 0.15, 0.25])
         log_p = p.log()[None, :, None, None]
-        out = set_log_probs(log_p, transition().teacher_matrix())
+        out = set_log_probs(log_p, TeacherMap(transition()).matrix)
         assert out.shape == (1, 3, 1, 1)
         expected = [math.log(0.1 + 0.15), math.log(0.2), math.log(0.3 + 0.25)]
         assert out.flatten().tolist() == pytest.approx(expected, rel=1e-5)
@@ -50,12 +50,12 @@ class TestSmokeAndShapes:
     def test_teacher_not_differentiated(self, gen):
         s = logits(gen, B, C, H, W, requires_grad=True)
         t = logits(gen, B, K, H, W, requires_grad=True)
-        set_distillation(s, t, transition().teacher_matrix()).backward()
+        set_distillation(s, t, TeacherMap(transition()).matrix).backward()
         assert t.grad is None and s.grad is not None
 
     def test_module_matches_function(self, gen):
         s, t = logits(gen, B, C, H, W), logits(gen, B, K, H, W)
-        sets = transition().teacher_matrix()
+        sets = TeacherMap(transition()).matrix
         cand = torch.rand(B, C, H, W, generator=gen) < 0.5
         cand[:, 0] = True
         plain = SetDistillation(sets, temperature=2.0)
@@ -81,7 +81,7 @@ class TestExceptions:
             set_distillation(logits(gen, B, C, H, W), logits(gen, B, K, H, W), torch.ones(3, 5))
 
     def test_teacher_class_without_set(self, gen):
-        sets = transition().teacher_matrix()
+        sets = TeacherMap(transition()).matrix
         sets[1] = False
         with pytest.raises(ValueError, match=r"teacher class\(es\) \[1\] map to no student class"):
             set_distillation(logits(gen, B, C, H, W), logits(gen, B, K, H, W), sets)
@@ -91,13 +91,13 @@ class TestExceptions:
             ValueError, match=r"teacher_logits: expected \(B=2, K, H=3, W=4\), got \(2, 3, 3, 5\)"
         ):
             set_distillation(
-                logits(gen, B, C, H, W), logits(gen, B, K, H, 5), transition().teacher_matrix()
+                logits(gen, B, C, H, W), logits(gen, B, K, H, 5), TeacherMap(transition()).matrix
             )
 
     def test_student_dim(self, gen):
         with pytest.raises(ValueError, match=r"student_logits: expected \(B, C, H, W\)"):
             set_distillation(
-                logits(gen, C, H, W), logits(gen, B, K, H, W), transition().teacher_matrix()
+                logits(gen, C, H, W), logits(gen, B, K, H, W), TeacherMap(transition()).matrix
             )
 
     def test_candidates(self, gen):
@@ -105,7 +105,7 @@ class TestExceptions:
             set_distillation(
                 logits(gen, B, C, H, W),
                 logits(gen, B, K, H, W),
-                transition().teacher_matrix(),
+                TeacherMap(transition()).matrix,
                 candidates=torch.ones(B, C, H, W),
             )
 
@@ -114,7 +114,7 @@ class TestExceptions:
             set_distillation(
                 logits(gen, B, C, H, W),
                 logits(gen, B, K, H, W),
-                transition().teacher_matrix(),
+                TeacherMap(transition()).matrix,
                 reduction="max",
             )
 
@@ -140,12 +140,12 @@ class TestValues:
         q = torch.tensor([0.5, 0.3, 0.2])
         s = p.log()[None, :, None, None]
         t = q.log()[None, :, None, None]
-        loss = set_distillation(s, t, transition().teacher_matrix())
+        loss = set_distillation(s, t, TeacherMap(transition()).matrix)
         expected = -(0.5 * math.log(0.25) + 0.3 * math.log(0.2) + 0.2 * math.log(0.55))
         assert loss.item() == pytest.approx(expected, rel=1e-5)
         # The teacher temperature sharpens q: q ∝ q^(1/T).
         q2 = q**2 / (q**2).sum()
-        loss_t = set_distillation(s, t, transition().teacher_matrix(), temperature=0.5)
+        loss_t = set_distillation(s, t, TeacherMap(transition()).matrix, temperature=0.5)
         expected_t = -(q2 * torch.tensor([0.25, 0.2, 0.55]).log()).sum()
         assert loss_t.item() == pytest.approx(expected_t.item(), rel=1e-5)
 
@@ -161,7 +161,7 @@ class TestValues:
                 [False, True, True, False, False],  # coat or car_other: drops background
             ]
         ).T[None, :, None, :]
-        sets = transition().teacher_matrix()
+        sets = TeacherMap(transition()).matrix
         loss = set_distillation(s, t, sets, candidates=cand, reduction="none").flatten()
         log_sets = torch.tensor([0.25, 0.2, 0.55]).log()
         expected = [
@@ -176,7 +176,7 @@ class TestValues:
 
     def test_label_conditioned_full_sets_change_nothing(self, gen):
         s, t = logits(gen, B, C, H, W), logits(gen, B, K, H, W)
-        sets = transition().teacher_matrix()
+        sets = TeacherMap(transition()).matrix
         full = torch.ones(B, C, H, W, dtype=torch.bool)
         assert torch.allclose(
             set_distillation(s, t, sets, candidates=full), set_distillation(s, t, sets), atol=1e-6
@@ -184,7 +184,7 @@ class TestValues:
 
     def test_pixel_mask_mean(self, gen):
         s, t = logits(gen, B, C, H, W), logits(gen, B, K, H, W)
-        sets = transition().teacher_matrix()
+        sets = TeacherMap(transition()).matrix
         mask = torch.rand(B, H, W, generator=gen) < 0.5
         per_pixel = set_distillation(s, t, sets, reduction="none")
         assert torch.allclose(set_distillation(s, t, sets, pixel_mask=mask), per_pixel[mask].mean())
@@ -200,7 +200,7 @@ class TestValues:
         cand = torch.ones(B, C, H, W, dtype=torch.bool) if label_conditioned else None
         mask = torch.zeros(B, H, W, dtype=torch.bool)
         loss = set_distillation(
-            s, t, transition().teacher_matrix(), 2.0, cand, mask, reduction=reduction
+            s, t, TeacherMap(transition()).matrix, 2.0, cand, mask, reduction=reduction
         )
         assert torch.isfinite(loss).all() and (loss == 0).all()
         assert loss.grad_fn is not None
@@ -215,7 +215,7 @@ class TestValues:
         grads = []
         for s in (s1, s2):
             s = s.clone().requires_grad_(True)
-            loss = set_distillation(s, t, transition().teacher_matrix(), pixel_mask=mask)
+            loss = set_distillation(s, t, TeacherMap(transition()).matrix, pixel_mask=mask)
             loss.backward()
             grads.append((loss.detach(), s.grad))
         assert torch.allclose(grads[0][0], grads[1][0])
@@ -225,7 +225,7 @@ class TestValues:
         # If the student's set probabilities equal the teacher's, the loss is the teacher's
         # entropy (its minimum over students).
         t = logits(gen, B, K, H, W)
-        sets = transition().teacher_matrix()
+        sets = TeacherMap(transition()).matrix
         # Student logits: each member of T(k) gets z_k - log |T(k)|.
         s = t.permute(0, 2, 3, 1) @ sets.float() - (
             sets.float() * sets.sum(1, keepdim=True).log()
@@ -246,7 +246,7 @@ class TestGradcheck:
     def test_gradcheck(self, gen, temperature, conditioned, masked):
         s = logits(gen, B, C, H, W, dtype=torch.float64, requires_grad=True)
         t = logits(gen, B, K, H, W, dtype=torch.float64)
-        sets = transition().teacher_matrix()
+        sets = TeacherMap(transition()).matrix
         cand = None
         if conditioned:
             cand = torch.rand(B, C, H, W, generator=gen) < 0.4

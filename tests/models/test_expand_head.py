@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from incremental.labels import Split, Transition
+from incremental.labels import Split, TeacherMap, Transition
 from incremental.models import create_model, expand_head, find_classifier
 
 OLD = ("background", "coat", "car")
@@ -49,12 +49,13 @@ def state(model):
 @pytest.mark.parametrize("case", sorted(TRANSITIONS))
 def test_mass_preserving(teacher, images, case, split_aware):
     transition = TRANSITIONS[case]
-    student = expand_head(teacher, transition, split_aware=split_aware).eval()
+    teacher_map = TeacherMap(transition, split_aware)
+    student = expand_head(teacher, teacher_map).eval()
     with torch.no_grad():
         p_teacher = teacher(images).softmax(dim=1)
         p_student = student(images).softmax(dim=1)
     assert p_student.shape[1] == transition.num_student_classes
-    matrix = transition.teacher_matrix(split_aware).to(p_student.dtype)
+    matrix = teacher_map.matrix.to(p_student.dtype)
     p_sets = torch.einsum("kc,bchw->bkhw", matrix, p_student)
     assert (p_sets - p_teacher).abs().max() <= 1e-5
     # Not trivially true: the created classes do take a share of their parent's mass.
@@ -64,7 +65,7 @@ def test_mass_preserving(teacher, images, case, split_aware):
 
 def test_mass_preserving_bias_values(teacher):
     t = TRANSITIONS["both"]  # background -> {background, bag}; car -> {car_other, police_car}
-    student = expand_head(teacher, t)
+    student = expand_head(teacher, TeacherMap(t))
     _, old = find_classifier(teacher)
     _, new = find_classifier(student, t.num_student_classes)
     b = old.bias
@@ -84,7 +85,7 @@ def test_mass_preserving_bias_values(teacher):
 def test_not_split_aware_rows(teacher):
     # MiB view: police_car is initialised from background, car_other keeps car's row as is.
     t = TRANSITIONS["both"]
-    student = expand_head(teacher, t, split_aware=False)
+    student = expand_head(teacher, TeacherMap(t, split_aware=False))
     _, old = find_classifier(teacher)
     _, new = find_classifier(student, t.num_student_classes)
     assert torch.equal(new.weight[4], old.weight[0])
@@ -95,7 +96,7 @@ def test_not_split_aware_rows(teacher):
 def test_random_init(teacher):
     t = TRANSITIONS["both"]
     torch.manual_seed(3)
-    student = expand_head(teacher, t, init="random")
+    student = expand_head(teacher, TeacherMap(t), init="random")
     _, old = find_classifier(teacher)
     _, new = find_classifier(student, t.num_student_classes)
     # Old classes (their representatives) keep their rows and biases, unshifted.
@@ -113,7 +114,7 @@ def test_teacher_not_modified(teacher, images):
     before = state(teacher)
     with torch.no_grad():
         out_before = teacher(images)
-    student = expand_head(teacher, TRANSITIONS["both"])
+    student = expand_head(teacher, TeacherMap(TRANSITIONS["both"]))
     after = state(teacher)
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -126,25 +127,27 @@ def test_teacher_not_modified(teacher, images):
 
 
 def test_explicit_classifier_name(teacher):
-    student = expand_head(teacher, TRANSITIONS["new_class"], classifier="segmentation_head.0")
+    student = expand_head(
+        teacher, TeacherMap(TRANSITIONS["new_class"]), classifier="segmentation_head.0"
+    )
     assert student.segmentation_head[0].out_channels == 5
 
 
 def test_errors(teacher):
     with pytest.raises(ValueError, match=r"init must be one of .* got 'zeros'"):
-        expand_head(teacher, TRANSITIONS["new_class"], init="zeros")
+        expand_head(teacher, TeacherMap(TRANSITIONS["new_class"]), init="zeros")
     with pytest.raises(ValueError, match=r"classifier 'encoder' is not a Conv2d with 3 outputs"):
-        expand_head(teacher, TRANSITIONS["new_class"], classifier="encoder")
+        expand_head(teacher, TeacherMap(TRANSITIONS["new_class"]), classifier="encoder")
     wrong = Transition(("background", "coat"), new_classes=("bag",))
     with pytest.raises(ValueError, match="no Conv2d classifier with 2 output channels"):
-        expand_head(teacher, wrong)
+        expand_head(teacher, TeacherMap(wrong))
 
 
 def test_student_of_a_frozen_eval_teacher_trains(teacher):
     # A loaded or cached old model is frozen and in eval mode; its student must not inherit
     # either (batch norm in eval mode would silently never update its statistics).
     frozen = copy.deepcopy(teacher).eval().requires_grad_(False)
-    student = expand_head(frozen, TRANSITIONS["both"])
+    student = expand_head(frozen, TeacherMap(TRANSITIONS["both"]))
     assert all(m.training for m in student.modules())
     assert all(p.requires_grad for p in student.parameters())
     assert not any(m.training for m in frozen.modules())

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from incremental.constants import IGNORE_INDEX
-from incremental.data.base import ArraySource
-from incremental.data.fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist
-from incremental.data.fashion_scenes import SceneStyle, compose_scenes, split_item_pools
+from incremental.data.core import ArraySource
+from incremental.data.fashion.mnist import FASHION_MNIST_CLASSES, load_fashion_mnist
+from incremental.data.fashion.scenes import SceneStyle, compose_scenes, split_item_pools
 from incremental.data.scenario import Scenario
 from incremental.labels import IGNORE, UNLABELED, LabelDeclaration, Transition
 
@@ -63,7 +63,7 @@ def build_fashion_scenario(config: FashionScenarioConfig | Mapping[str, Any]) ->
         items_per_scene=tuple(config.items_per_scene),
         item_scale=tuple(config.item_scale),
     )
-    step_classes = [c for c in transition.student_classes if c in _step_classes(transition)]
+    step_classes = [c for c in transition.student_classes if c in transition.step_classes]
     added = set(transition.new_classes)
     old_image_classes = [c for c in ids if c not in added]
     student = transition.student_classes
@@ -147,11 +147,6 @@ def _size(config: FashionScenarioConfig, stream: str) -> int:
             f"scenario {config.name!r}: sizes.{key} missing; give old_train, new_train, val, test"
         )
     return int(config.sizes[key])
-
-
-def _step_classes(transition: Transition) -> set[str]:
-    """Classes the new images label: added classes and split children."""
-    return set(transition.new_classes) | {c for s in transition.splits for c in s.children}
 
 
 def _item_ids(config: FashionScenarioConfig, transition: Transition) -> dict[str, list[int]]:

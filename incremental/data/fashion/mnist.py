@@ -1,7 +1,7 @@
 """Fashion-MNIST photos: an IDX reader and a cached loader.
 
-The 10k test split ships with the package (``assets/fashion-mnist``); the 60k train split is
-picked up from the Debian package ``dataset-fashion-mnist`` when it is installed.
+The 10k test split ships with the package (``assets/``, MIT licence beside it); the 60k
+train split is picked up from the Debian package ``dataset-fashion-mnist`` when it is installed.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ FASHION_MNIST_CLASSES: tuple[str, ...] = (
 )
 
 #: The vendored test split (10,000 images).
-VENDORED_DIR = Path(__file__).resolve().parent / "assets" / "fashion-mnist"
+VENDORED_DIR = Path(__file__).resolve().parent / "assets"
 #: Where ``apt-get install dataset-fashion-mnist`` puts all four files.
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 

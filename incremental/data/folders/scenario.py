@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from incremental.data.folder import FolderDataset
+from incremental.data.folders.dataset import FolderDataset
 from incremental.data.scenario import Scenario
 from incremental.labels import Transition
 from incremental.models.existing import ExistingModel, load_existing_model

@@ -12,15 +12,13 @@ from __future__ import annotations
 import zlib
 from pathlib import Path
 
-from incremental.data.protocols import (
+from incremental.data.paper.protocols import (
     PaperStepSource,
-    class_names,
     eval_declaration,
     paper_step_datasets,
-    seen_classes,
     step_lut,
-    task_steps,
 )
+from incremental.data.paper.tasks import class_names, seen_classes, task_steps
 from incremental.data.scenario import Scenario
 
 

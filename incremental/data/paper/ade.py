@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from incremental.data.voc import PairedFileSource, full_declaration, require_dir
+from incremental.data.paper.voc import PairedFileSource, full_declaration, require_dir
 
 # objectInfo150's first name of each class, in label order 1..150, snake_case.
 _ADE_NAMES = """

@@ -10,7 +10,7 @@ Expected layout under ``root`` (the ``VOC2012`` folder, as MiB and most segmenta
 A list file holds one stem per line (``2007_000032``) or MiB's pairs
 (``/JPEGImages/2007_000032.jpg /SegmentationClassAug/2007_000032.png``). MiB keeps its lists in
 ``root/splits/``; that folder is searched too. The image/mask-pair machinery here is shared with
-:mod:`incremental.data.ade`.
+:mod:`incremental.data.paper.ade`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from incremental.constants import IGNORE_INDEX
+from incremental.data.core import read_image, read_mask
 from incremental.labels import IGNORE, LabelDeclaration
 
 #: VOC's 21 classes in label order (mask value = index).
@@ -62,25 +62,6 @@ def full_declaration(name: str, classes: Sequence[str]) -> LabelDeclaration:
     return LabelDeclaration(name, values, vocabulary="student", exhaustive=True)
 
 
-def read_image(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8; grayscale and palette JPEGs (a few in ADE20K) are converted to RGB."""
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
-
-
-def read_mask(path: Path) -> np.ndarray:
-    """(H, W) uint8 label values. Palette PNGs give their indices, which are the labels."""
-    with Image.open(path) as mask:
-        if mask.mode not in ("L", "P"):
-            # A colour-coded mask (VOC's SegmentationClass converted to RGB, say) has no
-            # label values to read; converting it would silently produce nonsense labels.
-            raise ValueError(
-                f"{path}: mask mode {mask.mode!r}; expected a single-channel label PNG "
-                "(mode 'L' or 'P') whose pixel values are class indices"
-            )
-        return np.asarray(mask, dtype=np.uint8)
-
-
 def require_dir(path: Path, what: str) -> None:
     """Raise FileNotFoundError naming ``path`` and what should be there."""
     if not path.is_dir():
@@ -97,7 +78,7 @@ def require_files(paths: Sequence[Path], what: str) -> None:
 
 
 class PairedFileSource:
-    """A :class:`~incremental.data.base.SegmentationSource` over image/mask file pairs.
+    """A :class:`~incremental.data.core.SegmentationSource` over image/mask file pairs.
 
     Attributes:
         stems: one name per sample (file name without folder and extension).

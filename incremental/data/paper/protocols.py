@@ -15,11 +15,7 @@ label space (mask value = class index), added in index order as MiB does. For st
 Masks are never rewritten on disk: :class:`PaperStepSource` maps raw values through a 256-entry
 lookup table when a sample is loaded, and carries the matching label declaration.
 
-Example:
-    >>> task_steps("voc", "15-1")[1:]
-    [[16], [17], [18], [19], [20]]
-    >>> step_transition("voc", "19-1", 1).new_classes
-    ('tvmonitor',)
+The tasks themselves (class orders, steps, transitions) are :mod:`incremental.data.paper.tasks`.
 """
 
 from __future__ import annotations
@@ -28,103 +24,25 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from incremental.constants import IGNORE_INDEX, NUM_MASK_VALUES
-from incremental.data.ade import ADE_CLASSES, ADE20KSegmentation
-from incremental.data.base import SegmentationSource
-from incremental.data.voc import VOC_CLASSES, VOCSegmentation
+from incremental.data.core import SegmentationSource
+from incremental.data.paper.tasks import (
+    MODES,
+    SOURCES,
+    Mode,
+    check_step,
+    class_names,
+    seen_classes,
+    step_transition,
+)
 from incremental.labels import IGNORE, UNLABELED, LabelDeclaration, Transition
 
-Mode = Literal["overlap", "disjoint"]
-MODES: tuple[str, ...] = ("overlap", "disjoint")
 #: Values that never count as a class when filtering images (MiB's ``[0, 255]``).
 _NOT_A_CLASS = frozenset({0, IGNORE_INDEX})
-
-CLASSES: dict[str, tuple[str, ...]] = {"voc": VOC_CLASSES, "ade": ADE_CLASSES}
-SOURCES = {"voc": VOCSegmentation, "ade": ADE20KSegmentation}
-
-
-def _steps(first: int, step: int, num_classes: int) -> list[list[int]]:
-    """Classes 0..first in step 0, then ``step`` classes at a time up to ``num_classes - 1``."""
-    rest = range(first + 1, num_classes, step)
-    return [list(range(first + 1))] + [list(range(s, min(s + step, num_classes))) for s in rest]
-
-
-#: dataset -> task name -> steps (MiB's ``tasks.py``; ``offline`` is joint training).
-TASKS: dict[str, dict[str, list[list[int]]]] = {
-    "voc": {
-        "offline": _steps(20, 1, 21),
-        "19-1": _steps(19, 1, 21),
-        "15-5": _steps(15, 5, 21),
-        "15-1": _steps(15, 1, 21),
-        "10-1": _steps(10, 1, 21),
-    },
-    "ade": {
-        "offline": _steps(150, 1, 151),
-        "100-50": _steps(100, 50, 151),
-        "100-10": _steps(100, 10, 151),
-        "50-50": _steps(50, 50, 151),
-    },
-}
-#: Other names of the same tasks (MiB's own spelling).
-TASK_ALIASES: dict[str, dict[str, str]] = {"voc": {"15-5s": "15-1"}, "ade": {"50": "50-50"}}
-
-
-# --------------------------------------------------------------------------------------------
-# Tasks and steps
-# --------------------------------------------------------------------------------------------
-
-
-def class_names(dataset: str) -> tuple[str, ...]:
-    """The dataset's classes in label order (index 0 = background)."""
-    if dataset not in CLASSES:
-        raise ValueError(f"unknown dataset {dataset!r}; known: {list(CLASSES)}")
-    return CLASSES[dataset]
-
-
-def task_steps(dataset: str, task: str) -> list[list[int]]:
-    """The steps of ``task``: one list of class indices per step (a fresh copy)."""
-    class_names(dataset)
-    tasks = TASKS[dataset]
-    name = TASK_ALIASES[dataset].get(task, task)
-    if name not in tasks:
-        known = list(tasks) + list(TASK_ALIASES[dataset])
-        raise ValueError(f"unknown {dataset} task {task!r}; known: {known}")
-    return [list(classes) for classes in tasks[name]]
-
-
-def _check_step(dataset: str, task: str, step: int) -> list[list[int]]:
-    steps = task_steps(dataset, task)
-    if not 0 <= step < len(steps):
-        raise ValueError(f"{dataset} task {task!r} has steps 0..{len(steps) - 1}; got step {step}")
-    return steps
-
-
-def seen_classes(dataset: str, task: str, step: int) -> list[int]:
-    """Classes of steps 0..``step`` (old and current), in index order."""
-    steps = _check_step(dataset, task, step)
-    return sorted(c for classes in steps[: step + 1] for c in classes)
-
-
-def step_transition(dataset: str, task: str, step: int) -> Transition:
-    """The transition of ``step``: old = background and earlier steps' classes, new = this
-    step's, hidden under the background. Student class ``i`` is label value ``i``.
-
-    Step 0 has no teacher: its transition keeps the step's classes unchanged (base training).
-    """
-    steps = _check_step(dataset, task, step)
-    names = class_names(dataset)
-    if step == 0:
-        return Transition(tuple(names[c] for c in steps[0]))
-    old = sorted(c for classes in steps[:step] for c in classes)
-    return Transition(
-        old_classes=tuple(names[c] for c in old),
-        new_classes=tuple(names[c] for c in steps[step]),
-        hidden_under=names[0],
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,7 +147,7 @@ def train_declaration(dataset: str, task: str, step: int) -> LabelDeclaration:
     Later steps: student vocabulary, 0 = ``unlabeled``, the step's classes exhaustive, so 0
     stands for the background and every old class.
     """
-    classes = _check_step(dataset, task, step)[step]
+    classes = check_step(dataset, task, step)[step]
     name = f"{dataset}-{task}-step{step}-train"
     if step == 0:
         return _declaration(name, classes, class_names(dataset), "background", "old")
@@ -242,7 +160,7 @@ def replay_declaration(dataset: str, task: str, labeled_step: int, step: int) ->
     Only ``labeled_step``'s classes are labeled there, so 0 = ``unlabeled`` stands for every
     other class seen up to ``step`` (classes of other old steps and the new ones included).
     """
-    steps = _check_step(dataset, task, step)
+    steps = check_step(dataset, task, step)
     if not 0 <= labeled_step < step:
         raise ValueError(f"labeled_step must be in 0..{step - 1}, got {labeled_step}")
     name = f"{dataset}-{task}-step{step}-replay{labeled_step}"
@@ -350,7 +268,7 @@ def paper_step_datasets(
         split: the evaluation split, ``"val"`` (MiB's test set) or ``"train"``.
         cache_dir: where to keep per-image label sets between runs (none: recompute).
     """
-    steps = _check_step(dataset, task, step)
+    steps = check_step(dataset, task, step)
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; known: {list(MODES)}")
     num_classes = len(class_names(dataset))

@@ -420,8 +420,9 @@ def compose_scenes(
     """Compose ``num_scenes`` scenes; scene i uses ``np.random.default_rng([seed, i])``.
 
     Each scene draws k uniform in ``required_count`` (inclusive) and k required classes uniformly
-    (with replacement) from ``required`` (none if it is empty), then calls ``compose_scene``.
-    Scene i therefore does not depend on ``num_scenes`` and can be regenerated alone.
+    (with replacement) from ``required`` (none if it is empty), then composes the scene as
+    :func:`compose_scene` does with those k classes required. Scene i therefore does not depend
+    on ``num_scenes`` and can be regenerated alone.
 
     Returns:
         images (N, H, W, 3) uint8 and item maps (N, H, W) int16 (-1 = background).

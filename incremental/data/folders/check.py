@@ -2,7 +2,7 @@
 
 One pass over the files: each image and mask is decoded once (a truncated file fails only on
 decoding), and each mask's values are counted with ``np.bincount``. ``python -m incremental
-check DATASET.yaml`` prints the result; :class:`~incremental.data.folder.FolderDataset` refuses
+check DATASET.yaml`` prints the result; :class:`~incremental.data.folders.FolderDataset` refuses
 a dataset with any problem found here.
 """
 
@@ -19,17 +19,14 @@ from typing import TextIO
 import numpy as np
 
 from incremental.constants import IGNORE_INDEX, NUM_MASK_VALUES
-from incremental.data.folder import (
+from incremental.data.core import (
     DatasetError,
-    FilePairs,
-    FolderLayout,
     Problem,
     decode,
     mask_mode_problem,
-    pair_files,
-    read_layout,
     size_mismatch,
 )
+from incremental.data.folders.layout import FilePairs, FolderLayout, pair_files, read_layout
 from incremental.labels import IGNORE, UNLABELED, CandidateSetTable, LabelDeclaration, Transition
 
 __all__ = [

@@ -1,0 +1,142 @@
+"""The two kinds of run of an experiment: the old model (step 0, cached) and one strategy's
+step from a start model, each with its loggers, its model file and its results row."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.cache import cache_key, cached_model_path
+from experiments.grid import StrategyRun
+from experiments.outputs import model_path, run_dir
+from experiments.tracking import finish, make_loggers
+from incremental.data.scenario import Scenario
+from incremental.models import load_model_file, save_model_file
+from incremental.workflow import StepResult, TrainConfig, train_old_model, train_step
+
+log = logging.getLogger("experiments.run")
+
+
+def plain(config: DictConfig) -> Any:
+    """An OmegaConf node as plain Python data."""
+    return OmegaConf.to_container(config, resolve=True)
+
+
+def old_model(
+    config: DictConfig,
+    scenario_cfg: dict,
+    scenario: Scenario,
+    seed: int,
+    out: Path,
+    writes: bool,
+) -> StepResult:
+    """The old model: the user's (``scenario.teacher``), or the cached one of (scenario, model,
+    step-0 settings, seed), trained if absent (and cached when this process ``writes``)."""
+    if scenario.teacher is not None:
+        return StepResult(scenario.teacher.model, {}, None)
+    train = plain(config.train_old)
+    key = cache_key(
+        scenario_cfg, scenario.info.get("fashion_mnist"), plain(config.model), train, seed
+    )
+    path = cached_model_path(config.cache_dir, scenario.name, seed, key)
+    if path.is_file():
+        cached = load_model_file(path)
+        log.info("old model: cached %s", path)
+        return StepResult(cached.build(), dict(cached.metadata.get("scores", {})), None)
+    directory = run_dir(out, scenario.name, "old-model", seed)
+    loggers = make_loggers(
+        config,
+        directory,
+        f"{scenario.name}/old-model/seed{seed}",
+        [scenario.name, "old-model", f"seed{seed}"],
+        {"train": train, "scenario": scenario_cfg},
+    )
+    result = train_old_model(
+        scenario, plain(config.model), TrainConfig(**train), seed, directory, loggers
+    )
+    finish(loggers)
+    if writes:
+        save_model_file(
+            path,
+            result.model,
+            plain(config.model),
+            scenario.transition.old_classes,
+            metadata={"scores": result.scores, "scenario": scenario.name, "seed": seed},
+        )
+    return result
+
+
+def strategy_step(
+    config: DictConfig,
+    scenario: Scenario,
+    scenario_cfg: dict,
+    teacher: StepResult,
+    start_model: Any,
+    run: StrategyRun,
+    seed: int,
+    out: Path,
+    writes: bool,
+) -> tuple[dict[str, Any], Any]:
+    """One step of one strategy from ``start_model``; returns its results row and model."""
+    strategy = run.strategy
+    directory = run_dir(out, scenario.name, run.label, seed)
+    # A given old model decides the network; otherwise the experiment's model config does.
+    spec = scenario.teacher.spec if scenario.teacher is not None else plain(config.model)
+    train = plain(config.train)
+    tags = [scenario.name, strategy.name, f"seed{seed}"] + (["replay"] if strategy.replay else [])
+    loggers = make_loggers(
+        config,
+        directory,
+        f"{scenario.name}/{run.label}/seed{seed}",
+        tags,
+        {"strategy": strategy.describe(), "train": train, "scenario": scenario_cfg},
+    )
+    started = time.time()
+    last = directory / "checkpoints" / "last.ckpt"
+    resume = config.resume and last.is_file()
+    if resume:
+        print(f"  resuming from {last}", flush=True)
+    result = train_step(
+        scenario,
+        start_model,
+        spec,
+        strategy,
+        TrainConfig(**train),
+        seed,
+        directory,
+        loggers,
+        resume_from=str(last) if resume else None,
+    )
+    finish(loggers)
+    if writes:
+        save_model_file(
+            model_path(out, scenario.name, run.label, seed),
+            result.model,
+            spec,
+            scenario.transition.student_classes,
+            parents=scenario.transition.parent_classes(),
+            metadata={
+                "scenario": scenario.name,
+                "strategy": run.label,
+                "seed": seed,
+                "scores": result.scores,
+                # Where each created class came from (the audit command reads it).
+                "transition": scenario.transition.to_config(),
+            },
+        )
+    row = {
+        "scenario": scenario.name,
+        "strategy": strategy.name,
+        "seed": seed,
+        "replay": strategy.replay,
+        **result.scores,
+        "old_model_miou": teacher.scores.get("miou_all"),
+        "train_seconds": round(time.time() - started, 1),
+        "device": result.device,
+        **{f"scenario/{k}": v for k, v in scenario.info.items()},
+    }
+    return row, result.model

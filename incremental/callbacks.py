@@ -1,0 +1,129 @@
+"""Lightning callbacks that strategies bring (:meth:`Strategy.callbacks`): freezing the old
+network, and fitting PLOP's entropy thresholds before training. The LightningModule hands them
+to the Trainer through ``configure_callbacks``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import BaseFinetuning
+from torch import nn
+
+from incremental.losses import EntropyHistogram, entropy_thresholds, unlabeled_pixels
+from incremental.models import find_classifier
+
+
+class FreezeOldNetwork(BaseFinetuning):
+    """Train only the created classes' classifier rows (the ``freeze`` strategy).
+
+    Before training, every student parameter but the classifier's stops requiring grad, the
+    classifier's gradient is masked to the created classes' rows, and the body is put in eval
+    mode so that its batch-norm statistics stay the old model's (at every epoch start too:
+    Lightning leaves modes as it finds them). Weight decay is turned off: decoupled decay
+    would shrink the frozen rows, whose gradient is zero.
+    """
+
+    def freeze_before_training(self, pl_module: L.LightningModule) -> None:
+        student: nn.Module = pl_module.student
+        classes = pl_module.labels.classes
+        created = set(pl_module.labels.transition.created_classes)
+        student.requires_grad_(False)
+        _, classifier = find_classifier(student, len(classes))
+        classifier.requires_grad_(True)
+        keep = torch.tensor([c in created for c in classes], dtype=torch.float32)
+
+        def mask_rows(grad: torch.Tensor) -> torch.Tensor:
+            shape = (-1,) + (1,) * (grad.dim() - 1)
+            return grad * keep.to(grad.device, grad.dtype).view(shape)
+
+        self._handles = [classifier.weight.register_hook(mask_rows)]
+        if classifier.bias is not None:
+            self._handles.append(classifier.bias.register_hook(mask_rows))
+        self._classifier = classifier
+        self._keep_frozen_modes(pl_module)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":  # testing a checkpoint needs no freezing (and no second hooks)
+            super().setup(trainer, pl_module, stage)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_fit_start(trainer, pl_module)
+        for optimizer in trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["weight_decay"] = 0.0
+
+    def finetune_function(self, pl_module: L.LightningModule, epoch: int, optimizer) -> None:
+        self._keep_frozen_modes(pl_module)  # nothing unfreezes; modes are re-asserted
+
+    def _keep_frozen_modes(self, pl_module: L.LightningModule) -> None:
+        pl_module.student.eval()
+        self._classifier.train(pl_module.training)
+
+
+Reduce = Callable[[torch.Tensor], torch.Tensor]
+
+
+@torch.no_grad()
+def fit_entropy_thresholds(
+    teacher: nn.Module,
+    batches: Iterable[dict[str, torch.Tensor]],
+    candidates: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    num_old_classes: int,
+    base_threshold: float,
+    reduce_sum: Reduce = lambda counts: counts,
+) -> torch.Tensor:
+    """PLOP's thresholds: the median normalised teacher entropy per predicted class over the
+    unlabeled pixels of one pass through ``batches``, never below ``base_threshold``.
+
+    Args:
+        batches: training batches, already on the teacher's device.
+        candidates: batch -> its candidate sets (B, C, H, W) bool.
+        reduce_sum: sums the (K, bins) histogram counts over processes (identity for one).
+
+    Returns:
+        (K,) thresholds.
+    """
+    histogram = EntropyHistogram(num_old_classes)
+    for batch in batches:
+        histogram.update(teacher(batch["image"]), unlabeled_pixels(candidates(batch)))
+    histogram.counts = reduce_sum(histogram.counts).cpu()
+    return entropy_thresholds(histogram.medians(), base_threshold)
+
+
+class FitEntropyThresholds(L.Callback):
+    """Fit PLOP's entropy thresholds into the module's strategy state before training (not
+    again when a resumed run brings fitted ones in its checkpoint).
+
+    Args:
+        state: the name of the (K,) thresholds tensor in ``pl_module.strategy_state``.
+        base_threshold: the thresholds' floor.
+    """
+
+    def __init__(self, state: str, base_threshold: float) -> None:
+        self.state, self.base_threshold = state, base_threshold
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        thresholds = pl_module.strategy_state[self.state]
+        if not bool((thresholds < 0).all()):
+            return
+        device = pl_module.device
+        batches = (
+            pl_module.transfer_batch_to_device(b, device, 0) for b in trainer.train_dataloader
+        )
+
+        def reduce_sum(counts: torch.Tensor) -> torch.Tensor:
+            # Under DDP each process saw its share of the data: every process fits the
+            # thresholds of the whole pass (the 1-process ones).
+            return trainer.strategy.reduce(counts.to(device), reduce_op="sum")
+
+        fitted = fit_entropy_thresholds(
+            pl_module.teacher,
+            batches,
+            lambda batch: pl_module.lookup(batch["mask"], batch["dataset"])[0],
+            thresholds.numel(),
+            self.base_threshold,
+            reduce_sum,
+        )
+        thresholds.copy_(fitted.to(thresholds.device))

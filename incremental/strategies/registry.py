@@ -1,0 +1,87 @@
+"""Named strategies: a small registry of factories, timm-style.
+
+A factory is a function whose keyword arguments are the strategy's own settings and which
+returns a :class:`~incremental.strategies.Strategy`. ``create_strategy(name, overrides)``
+calls it with the user's settings (they always win over the factory's defaults), then applies
+the options every strategy takes: ``replay``, ``old_share``, ``freeze`` and the
+cross-entropy's ``class_weights`` and ``focal_gamma``. A strategy added in a new file
+registers itself with :func:`register_strategy`; nothing else needs an edit.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from incremental.strategies.composition import Strategy
+
+Factory = Callable[..., Strategy]
+
+_FACTORIES: dict[str, Factory] = {}
+#: Settings every strategy accepts, on top of its factory's own.
+COMMON_SETTINGS = ("replay", "old_share", "freeze", "class_weights", "focal_gamma")
+#: Appended to a name to turn replay on (``candidate-sets+replay``).
+REPLAY_SUFFIX = "+replay"
+
+
+def register_strategy(name: str) -> Callable[[Factory], Factory]:
+    """Register ``factory`` under ``name`` (a decorator)."""
+
+    def decorator(factory: Factory) -> Factory:
+        if name in _FACTORIES and _FACTORIES[name] is not factory:
+            raise ValueError(f"strategy {name!r} is registered twice")
+        if "+" in name:
+            raise ValueError(f"strategy names cannot hold '+': {name!r}")
+        _FACTORIES[name] = factory
+        return factory
+
+    return decorator
+
+
+def list_strategies() -> list[str]:
+    """Registered names, in registration order."""
+    return list(_FACTORIES)
+
+
+def parse_strategy_name(name: str) -> tuple[str, bool]:
+    """``"candidate-sets+replay"`` -> ``("candidate-sets", True)``; errors name the problem."""
+    base, plus, suffix = name.partition("+")
+    if plus and f"+{suffix}" != REPLAY_SUFFIX:
+        raise ValueError(f"strategy {name!r}: the only suffix is {REPLAY_SUFFIX!r}")
+    if base not in _FACTORIES:
+        raise ValueError(f"unknown strategy {base!r}; known: {list_strategies()}")
+    return base, bool(plus)
+
+
+def strategy_settings(name: str) -> dict[str, Any]:
+    """The settings ``name`` accepts, with their defaults (common settings: None)."""
+    base, _ = parse_strategy_name(name)
+    parameters = inspect.signature(_FACTORIES[base]).parameters.values()
+    own = {p.name: p.default for p in parameters if p.kind is not p.VAR_KEYWORD}
+    return {**own, **{k: None for k in COMMON_SETTINGS if k not in own}}
+
+
+def create_strategy(name: str, overrides: Mapping[str, Any] | None = None) -> Strategy:
+    """The strategy ``name`` (optionally ``+replay``) with the user's ``overrides``.
+
+    Raises:
+        ValueError: unknown name, suffix or setting (naming the known ones), or a value a
+            piece refuses.
+    """
+    base, replay = parse_strategy_name(name)
+    overrides = dict(overrides or {})
+    known = strategy_settings(name)
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise ValueError(f"strategy {name!r}: unknown setting(s) {unknown}; known: {sorted(known)}")
+    factory = _FACTORIES[base]
+    own = set(inspect.signature(factory).parameters)
+    strategy = factory(**{k: v for k, v in overrides.items() if k in own})
+    strategy = replace(strategy, name=base, replay=strategy.replay or replay)
+    common = {k: v for k, v in overrides.items() if k not in own}
+    ce_options = {k: common.pop(k) for k in ("class_weights", "focal_gamma") if k in common}
+    if ce_options:
+        strategy = strategy.with_cross_entropy(**ce_options)
+    return replace(strategy, **common)
