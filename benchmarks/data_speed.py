@@ -35,11 +35,11 @@ def loader_rate(datamodule: IncrementalDataModule, batches: int) -> float:
 def step_rate(module: IncrementalSegmenter, batch: dict, steps: int) -> float:
     optimizer = torch.optim.AdamW(module.student.parameters(), lr=1e-3)
     module.train()
-    module.training_step(batch, 0).backward()  # warm-up
+    module.training_step(batch, 0)["loss"].backward()  # warm-up
     start = time.perf_counter()
     for i in range(steps):
         optimizer.zero_grad()
-        module.training_step(batch, i).backward()
+        module.training_step(batch, i)["loss"].backward()
         optimizer.step()
     return steps * len(batch["image"]) / (time.perf_counter() - start)
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from incremental.constants import IGNORE_INDEX
-from incremental.labels import CandidateSetTable, LabelDeclaration, Transition
+from incremental.labels import CandidateSetTable, LabelDeclaration, TeacherMap, Transition
 from incremental.losses import partial_cross_entropy, set_distillation
 
 
@@ -38,7 +38,7 @@ def make_case(batch: int, num_classes: int, size: int, seed: int = 0):
     labels = torch.randint(0, num_classes, (batch, size, size), generator=g)
     labels = torch.where(u > 0.95, IGNORE_INDEX, labels)
     dataset = torch.zeros(batch, dtype=torch.long)
-    return logits, teacher, mask, labels, dataset, table, transition.teacher_matrix()
+    return logits, teacher, mask, labels, dataset, table, TeacherMap(transition).matrix
 
 
 def ours(logits, teacher, mask, labels, dataset, table, teacher_sets):

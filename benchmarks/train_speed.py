@@ -12,11 +12,20 @@ Rows: ``candidate-sets``; ``freeze``, candidate sets with the network frozen but
 (``freeze=True``: teacher and student share their features, one body forward, two
 heads), next to that strategy's plain loop with two full forwards (the computation before
 sharing). The ``freeze`` preset itself has no teacher (no distillation, no refinement), hence
-the override. ``--rss-run`` adds the peak RSS of one complete ``train_step`` in a fresh process.
+the override. Every row also times **plain cross-entropy fine-tuning** (student only, plain
+loop): what a step costs without a teacher or any of our terms. On CUDA each block's peak GPU
+memory is reported too. ``--rss-run`` adds the peak RSS of one complete ``train_step`` in a
+fresh process.
 
     python -m benchmarks.train_speed [--batch-size 8] [--size 64] [--steps 10] [--rounds 6]
         [--warmup 2] [--threads N] [--clock wall|cpu] [--model tiny-unet]
+        [--device cpu|cuda] [--precision 32-true|bf16-mixed] [--matmul-precision high]
         [--strategy all|candidate-sets|freeze] [--rss-run]
+
+Paper scale on a GPU (the figures of README's "On a GPU")::
+
+    python -m benchmarks.train_speed --device cuda --model deeplabv3-resnet101 --size 512 \
+        --batch-size 24 --precision bf16-mixed --strategy candidate-sets --rounds 2
 
 (from the repository root; ``python benchmarks/train_speed.py`` needs the project installed.)
 """
@@ -49,6 +58,7 @@ from incremental.data import build_scenario
 from incremental.data.core import SampleDataset
 from incremental.data.datamodule import pad_collate
 from incremental.data.scenario import Scenario
+from incremental.devices import describe_device, resolve_device
 from incremental.models import create_model, list_models
 from incremental.models.paired_forward import PairedForward, shared_head
 from incremental.module import IncrementalSegmenter
@@ -61,6 +71,8 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     "freeze": {"freeze": True},
 }
 TARGET_RATIO = 1.10
+#: Paper-scale targets on a GPU: a candidate-sets step against plain fine-tuning's.
+TARGET_VS_FINETUNING = {"time": 1.35, "memory": 1.2}
 #: ``cpu`` counts this process's CPU time only: steadier than wall time on a shared machine.
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
 Batch = dict[str, torch.Tensor]
@@ -127,17 +139,24 @@ class StepTimer(L.Callback):
 
 
 def lightning_block(
-    module: IncrementalSegmenter, batch: Batch, steps: int, warmup: int, clock: Callable
+    module: IncrementalSegmenter,
+    batch: Batch,
+    steps: int,
+    warmup: int,
+    clock: Callable,
+    precision: str = "32-true",
 ) -> list[float]:
-    """Seconds per step of ``steps`` steps of ``Trainer.fit``, after ``warmup`` steps."""
+    """Seconds per step of ``steps`` steps of ``Trainer.fit``, after ``warmup`` steps, on the
+    device the batch is on."""
     timer = StepTimer(clock)
     total = warmup + steps + 1  # n starts give n - 1 step times
+    device = batch["image"].device
     trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
+        accelerator="gpu" if device.type == "cuda" else "cpu",
+        devices=[device.index or 0] if device.type == "cuda" else 1,
         max_steps=total,
-        precision="32-true",
-        deterministic=True,  # as incremental.workflow.make_trainer
+        precision=precision,
+        deterministic=TrainConfig().deterministic,  # as incremental.workflow.make_trainer
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -165,6 +184,7 @@ class PlainLoop:
     teacher: str
     total_steps: int
     clock: Callable[[], float] = time.perf_counter
+    precision: str = "32-true"
     teacher_seconds: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -203,8 +223,11 @@ class PlainLoop:
 
     def step(self, batch: Batch) -> None:
         m = self.module
-        context = m.step_context(batch, self.forward(batch["image"]))
-        loss = sum(self.strategy.loss_terms(context).values())
+        device = batch["image"].device.type
+        # As Lightning's bf16-mixed: the forwards and the losses under autocast.
+        with torch.autocast(device, torch.bfloat16, enabled=self.precision == "bf16-mixed"):
+            context = m.step_context(batch, self.forward(batch["image"]))
+            loss = sum(self.strategy.loss_terms(context).values())
         if not bool(torch.isfinite(loss)):  # the module checks too
             raise FloatingPointError("non-finite loss")
         self.optimizer.zero_grad(set_to_none=True)
@@ -220,9 +243,10 @@ def plain_block(
     steps: int,
     warmup: int,
     clock: Callable[[], float],
+    precision: str = "32-true",
 ) -> tuple[list[float], list[float]]:
     """Seconds per step and teacher seconds per step, after ``warmup`` steps."""
-    loop = PlainLoop(module, teacher, warmup + steps, clock)
+    loop = PlainLoop(module, teacher, warmup + steps, clock, precision)
     times = []
     for _ in range(warmup + steps):
         start = clock()
@@ -232,16 +256,33 @@ def plain_block(
 
 
 # ---------------------------------------------------------------------- measurement
+def _synchronised(clock: Callable[[], float], device: torch.device) -> Callable[[], float]:
+    """The clock, reading only once the device has finished its queued work (CUDA runs
+    asynchronously: an unsynchronised clock times the launches, not the work)."""
+    if device.type != "cuda":
+        return clock
+
+    def read() -> float:
+        torch.cuda.synchronize(device)
+        return clock()
+
+    return read
+
+
 def measure(module: IncrementalSegmenter, batch: Batch, args: argparse.Namespace) -> dict:
-    """Alternating blocks; medians in ms, images/s, Lightning/plain and the teacher's share."""
+    """Alternating blocks; medians in ms, images/s, Lightning/plain, the teacher's share, and
+    on CUDA each block's peak GPU memory (MiB)."""
     frozen = module.strategy.freeze
-    steps, warmup, clock = args.steps, args.warmup, CLOCKS[args.clock]
+    device = batch["image"].device
+    steps, warmup = args.steps, args.warmup
+    clock = _synchronised(CLOCKS[args.clock], device)
+    precision = args.precision
 
     def plain(teacher: str) -> Callable[[], tuple[list[float], list[float]]]:
-        return lambda: plain_block(module, teacher, batch, steps, warmup, clock)
+        return lambda: plain_block(module, teacher, batch, steps, warmup, clock, precision)
 
     blocks = {
-        "lightning": lambda: (lightning_block(module, batch, steps, warmup, clock), []),
+        "lightning": lambda: (lightning_block(module, batch, steps, warmup, clock, precision), []),
         "plain": plain("shared" if frozen else "separate"),
         "student_only": plain("none"),
     }
@@ -249,12 +290,19 @@ def measure(module: IncrementalSegmenter, batch: Batch, args: argparse.Namespace
         blocks["two_forwards"] = plain("separate")
     times: dict[str, list[float]] = {k: [] for k in blocks}
     teacher: dict[str, list[float]] = {k: [] for k in blocks}
+    memory: dict[str, float] = {k: float("nan") for k in blocks}
     names = list(blocks)
     for r in range(args.rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(device)
             step_s, teacher_s = blocks[name]()
             times[name] += step_s
             teacher[name] += teacher_s
+            if device.type == "cuda":
+                peak = torch.cuda.max_memory_allocated(device) / 2**20
+                memory[name] = peak if memory[name] != memory[name] else max(memory[name], peak)
     ms = {k: statistics.median(v) * 1e3 for k, v in times.items()}
     teacher_ms = {k: statistics.median(v) * 1e3 for k, v in teacher.items() if v}
     images = len(batch["image"])
@@ -265,10 +313,15 @@ def measure(module: IncrementalSegmenter, batch: Batch, args: argparse.Namespace
         "lightning_img_s": images / ms["lightning"] * 1e3,
         "plain_img_s": images / ms["plain"] * 1e3,
         "student_only_ms": ms["student_only"],
+        "student_only_img_s": images / ms["student_only"] * 1e3,
+        "vs_finetuning": ms["lightning"] / ms["student_only"],
         "teacher_ms": teacher_ms["plain"],
         "teacher_share": teacher_ms["plain"] / ms["plain"],
         "two_forwards_ms": ms.get("two_forwards"),
         "two_forwards_teacher_ms": teacher_ms.get("two_forwards"),
+        "lightning_mib": memory["lightning"],
+        "student_only_mib": memory["student_only"],
+        "memory_vs_finetuning": memory["lightning"] / memory["student_only"],
     }
 
 
@@ -353,6 +406,23 @@ def print_table(results: dict[str, dict]) -> None:
             )
             gain = r["two_forwards_ms"] / r["plain_ms"]
             print(f"  shared features vs two forwards: {gain:.2f}x faster step")
+    print()
+    print(
+        f"{'vs plain fine-tuning':<22}{'ours ms':>9}{'fine-tune ms':>14}{'ratio':>7}"
+        f"{'ours MiB':>10}{'fine-tune MiB':>15}{'ratio':>7}"
+    )
+    for name, r in results.items():
+        print(
+            f"{name:<22}{r['lightning_ms']:>9.1f}{r['student_only_ms']:>14.1f}"
+            f"{r['vs_finetuning']:>7.2f}{r['lightning_mib']:>10.0f}{r['student_only_mib']:>15.0f}"
+            f"{r['memory_vs_finetuning']:>7.2f}"
+        )
+    time_target, memory_target = TARGET_VS_FINETUNING["time"], TARGET_VS_FINETUNING["memory"]
+    print(
+        f"(ours: Lightning, teacher + student, every term; fine-tune: plain loop, student only, "
+        f"cross-entropy; GPU targets <= {time_target:.2f}x time, <= {memory_target:.2f}x memory; "
+        "memory is measured on CUDA only)"
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -365,6 +435,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="default: torch's")
     parser.add_argument("--clock", default="wall", choices=list(CLOCKS), help="cpu: process time")
     parser.add_argument("--model", default="tiny-unet", choices=list_models())
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
+    parser.add_argument(
+        "--matmul-precision",
+        default=None,
+        choices=["highest", "high", "medium"],
+        help="torch.set_float32_matmul_precision ('high': TF32 on Ampere+ GPUs)",
+    )
     parser.add_argument("--strategy", default="all", choices=["all", *STRATEGIES])
     parser.add_argument("--rss-run", action="store_true", help="peak RSS of one train_step")
     parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
@@ -402,18 +480,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     names = list(STRATEGIES) if args.strategy == "all" else [args.strategy]
+    device = resolve_device(args.device)
+    if args.matmul_precision:
+        torch.set_float32_matmul_precision(args.matmul_precision)
     scenario = make_scenario(args.size, args.batch_size)
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.model}, batch "
-        f"{args.batch_size} of {args.size}x{args.size}, median of {args.rounds} rounds x "
-        f"{args.steps} steps per block ({args.warmup} warm-up steps discarded), "
-        f"{args.clock} clock"
+        f"torch {torch.__version__}, {describe_device(device)}, {torch.get_num_threads()} "
+        f"threads, {args.model}, batch {args.batch_size} of {args.size}x{args.size}, "
+        f"{args.precision}, median of {args.rounds} rounds x {args.steps} steps per block "
+        f"({args.warmup} warm-up steps discarded), {args.clock} clock"
     )
     results = {}
     for name in names:
         strategy = make_strategy(name)
-        batch = make_batch(scenario, strategy, args.batch_size)
-        results[name] = measure(make_module(scenario, strategy, args.model), batch, args)
+        batch = {
+            k: v.to(device) for k, v in make_batch(scenario, strategy, args.batch_size).items()
+        }
+        module = make_module(scenario, strategy, args.model).to(device)
+        results[name] = measure(module, batch, args)
     print_table(results)
     report: dict[str, Any] = {"strategies": results, "peak_rss_mib": peak_rss_mib()}
     print(f"\npeak RSS of this process after the measurement: {report['peak_rss_mib']:.0f} MiB")

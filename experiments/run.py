@@ -33,7 +33,7 @@ from experiments.report import (
     write_summary,
 )
 from experiments.steps import old_model, plain, strategy_step
-from incremental.data import DatasetError, build_scenarios
+from incremental.data import DatasetError, as_sources, build_scenarios
 from incremental.models import load_model_file
 
 log = logging.getLogger("experiments.run")
@@ -137,6 +137,15 @@ def scenario_configs(config: DictConfig) -> dict[str, dict[str, Any]]:
     return configs
 
 
+def describe_sizes(scenario: Any) -> str:
+    """Image counts of a scenario's splits (what a run's length depends on)."""
+    new = sum(len(s) for s in as_sources(scenario.new_train))
+    old = sum(len(s) for s in as_sources(scenario.old_train))
+    return (
+        f"{new} new training images, {old} old, {len(scenario.val)} val, {len(scenario.test)} test"
+    )
+
+
 def run_experiment(config: DictConfig) -> Any:
     """Run the grid; returns the results frame."""
     out = Path(config.output)
@@ -155,6 +164,9 @@ def run_experiment(config: DictConfig) -> Any:
             raise
         except ValueError as error:
             raise ConfigError(str(error)) from None
+    for scenarios in steps.values():
+        for scenario in scenarios:
+            log.info("%s: %s", scenario.name, describe_sizes(scenario))
     # Only now, with the config, strategies and data checked, is the output folder touched.
     if writes:
         previous = prepare_output(config, out)

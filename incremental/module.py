@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from incremental.callbacks import LogLossTerms
 from incremental.constants import IGNORE_INDEX
 from incremental.labels import LabelLookup, StepLabels
 from incremental.metrics import segmentation_scores
@@ -110,7 +111,7 @@ class IncrementalSegmenter(L.LightningModule):
 
     # ------------------------------------------------------------------ set-up
     def configure_callbacks(self) -> list[L.Callback]:
-        return self.strategy.callbacks()
+        return [*self.strategy.callbacks(), LogLossTerms()]
 
     def train(self, mode: bool = True) -> IncrementalSegmenter:
         """The teacher stays in eval mode: its batch-norm statistics must never move."""
@@ -163,15 +164,14 @@ class IncrementalSegmenter(L.LightningModule):
             state=self.strategy_state.as_dict(),
         )
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict | None:
+        """The strategy's loss on the batch; its terms go to the logs (:class:`LogLossTerms`)."""
         terms = self.strategy.loss_terms(self.step_context(batch))
         loss = sum(terms.values())
         if not bool(torch.isfinite(loss)):
             return self._non_finite(terms, batch_idx)
-        batch_size = batch["image"].shape[0]
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
-        self.log_dict({f"train/{k}": v for k, v in terms.items()}, batch_size=batch_size)
-        return loss
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
+        return {"loss": loss, "terms": {k: v.detach() for k, v in terms.items()}}
 
     def _non_finite(self, terms: dict[str, torch.Tensor], batch_idx: int) -> None:
         if self.on_non_finite == "skip":  # Lightning skips the optimiser step on None

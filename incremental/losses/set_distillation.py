@@ -23,6 +23,7 @@ from incremental.losses._checks import (
     check_reduction,
     reduce_pixels,
 )
+from incremental.losses._set_layout import layout_of, select_channels, times_owner
 
 
 def _check_teacher_sets(teacher_sets: torch.Tensor, num_old: int, num_new: int) -> None:
@@ -31,49 +32,9 @@ def _check_teacher_sets(teacher_sets: torch.Tensor, num_old: int, num_new: int) 
             f"teacher_sets: expected a ({num_old}, {num_new}) bool tensor, got "
             f"{tuple(teacher_sets.shape)} {teacher_sets.dtype}"
         )
-    if not bool(teacher_sets.any(dim=1).all()):
-        empty = (~teacher_sets.any(dim=1)).nonzero().flatten().tolist()
-        raise ValueError(f"teacher_sets: teacher class(es) {empty} map to no student class")
-
-
-def _groups(teacher_sets: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int, torch.Tensor]]]:
-    """First member of every set (K,), and (k, members) of the sets with several members."""
-    first = teacher_sets.to(torch.int8).argmax(dim=1)
-    larger = [
-        (k, teacher_sets[k].nonzero().flatten())
-        for k in (teacher_sets.sum(dim=1) > 1).nonzero().flatten().tolist()
-    ]
-    return first, larger
-
-
-def _select_channels(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``x.index_select(1, index)``, as a view where ``index`` starts with 0, 1, 2, ...
-
-    A transition keeps each old class at its own index, so the teacher's sets start on the
-    student's first K channels: a slice instead of a strided copy over every pixel.
-    """
-    index = index.to(x.device)
-    prefix = int((index == torch.arange(len(index), device=x.device)).cumprod(0).sum())
-    if prefix == 0:
-        return x.index_select(1, index)
-    head = x[:, :prefix]
-    if prefix == len(index):
-        return head
-    return torch.cat([head, x.index_select(1, index[prefix:])], dim=1)
-
-
-def _times_owner(probs: torch.Tensor, factor: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
-    """``probs * factor[:, owner]``: (B, C, H, W) x (B, K, H, W) -> (B, C, H, W), written in
-    one pass (the old classes' prefix is a slice, the created classes a small gather)."""
-    out = torch.empty_like(probs)
-    owner = owner.to(probs.device)
-    prefix = int((owner == torch.arange(len(owner), device=owner.device)).cumprod(0).sum())
-    prefix = min(prefix, factor.shape[1])
-    torch.mul(probs[:, :prefix], factor[:, :prefix], out=out[:, :prefix])
-    if prefix < probs.shape[1]:
-        rest = factor.index_select(1, owner[prefix:])
-        torch.mul(probs[:, prefix:], rest, out=out[:, prefix:])
-    return out
+    empty = layout_of(teacher_sets).empty
+    if empty:
+        raise ValueError(f"teacher_sets: teacher class(es) {list(empty)} map to no student class")
 
 
 def set_log_probs(log_probs: torch.Tensor, teacher_sets: torch.Tensor) -> torch.Tensor:
@@ -86,10 +47,10 @@ def set_log_probs(log_probs: torch.Tensor, teacher_sets: torch.Tensor) -> torch.
     Returns:
         (B, K, H, W). Singleton sets are a gather; only the few larger sets pay a logsumexp.
     """
-    first, larger = _groups(teacher_sets)
-    out = _select_channels(log_probs, first).clone()
-    for k, members in larger:
-        out[:, k] = log_probs.index_select(1, members.to(log_probs.device)).logsumexp(dim=1)
+    layout = layout_of(teacher_sets)
+    out = select_channels(log_probs, layout.first, layout.first_prefix).clone()
+    for k, members in layout.larger:
+        out[:, k] = log_probs.index_select(1, members).logsumexp(dim=1)
     return out
 
 
@@ -103,30 +64,31 @@ class _SetCrossEntropy(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, logits, q, teacher_sets, owner, probs):
+    def forward(ctx, logits, q, teacher_sets, layout, probs):
         if probs is None:
             probs = logits.softmax(dim=1)
-        first, larger = _groups(teacher_sets)
-        set_probs = _select_channels(probs, first).clone()
-        for k, members in larger:
+        set_probs = select_channels(probs, layout.first, layout.first_prefix).clone()
+        for k, members in layout.larger:
             set_probs[:, k] = probs.index_select(1, members).sum(dim=1)
-        ctx.within_set = None
+        ctx.within_set, ctx.layout = None, layout
         if bool((set_probs > SMALLEST_SET_PROB).all()):
             log_set_probs = set_probs.log()
         else:  # a set far less likely than the argmax: exact but slower
             log_probs = logits.log_softmax(dim=1)
             log_set_probs = set_log_probs(log_probs, teacher_sets)
-            ctx.within_set = (log_probs - _select_channels(log_set_probs, owner)).exp()
-        ctx.save_for_backward(probs, q, set_probs, owner)
+            by_class = select_channels(log_set_probs, layout.owner, layout.owner_prefix)
+            ctx.within_set = (log_probs - by_class).exp()
+        ctx.save_for_backward(probs, q, set_probs)
         return -(q * log_set_probs).sum(dim=1)
 
     @staticmethod
     def backward(ctx, grad):
-        probs, q, set_probs, owner = ctx.saved_tensors
+        probs, q, set_probs = ctx.saved_tensors
+        owner, prefix = ctx.layout.owner, ctx.layout.owner_prefix
         if ctx.within_set is None:
-            grad_logits = _times_owner(probs, (q / set_probs).neg_().add_(1.0), owner)
+            grad_logits = times_owner(probs, (q / set_probs).neg_().add_(1.0), owner, prefix)
         else:
-            grad_logits = probs - _select_channels(q, owner) * ctx.within_set
+            grad_logits = probs - select_channels(q, owner, prefix) * ctx.within_set
         return grad_logits.mul_(grad.unsqueeze(1)), None, None, None, None
 
 
@@ -163,10 +125,9 @@ def _set_cross_entropy(
     probs: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``-Σ_k q_k log P_k`` per pixel, (B, H, W)."""
-    owner_count = teacher_sets.sum(dim=0)
-    if bool((owner_count == 1).all()):
-        owner = teacher_sets.to(torch.int8).argmax(dim=0)
-        return _SetCrossEntropy.apply(logits, q, teacher_sets, owner, probs)
+    layout = layout_of(teacher_sets)
+    if layout.owner is not None:
+        return _SetCrossEntropy.apply(logits, q, teacher_sets, layout, probs)
     # T is not a partition (a class in two sets or none): plain autograd.
     return -(q * set_log_probs(logits.log_softmax(dim=1), teacher_sets)).sum(dim=1)
 

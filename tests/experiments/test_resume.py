@@ -46,20 +46,20 @@ KILLER = textwrap.dedent(
     import os, signal, sys
     import lightning as L
     from experiments.run import main
-    from incremental import workflow
+    from incremental import trainer as trainers
 
     class KillAt(L.Callback):
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
             if module.teacher is not None and trainer.global_step == int(sys.argv[3]):
                 os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no flush: a real crash
 
-    make_trainer = workflow.make_trainer
+    make_trainer = trainers.make_trainer
     def killing_trainer(*args, **kwargs):
         trainer = make_trainer(*args, **kwargs)
         trainer.callbacks.append(KillAt())
         return trainer
 
-    workflow.make_trainer = killing_trainer
+    trainers.make_trainer = killing_trainer
     sys.exit(main([sys.argv[1], "--output", sys.argv[2]]))
     """
 )

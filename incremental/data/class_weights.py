@@ -1,0 +1,34 @@
+"""Class weights for the cross-entropy from the training labels (median-frequency balancing)."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from incremental.data.core import SegmentationSource
+from incremental.labels import CandidateSetTable
+
+
+def class_weights(
+    sources: list[SegmentationSource], table: CandidateSetTable, max_images: int = 2000
+) -> torch.Tensor:
+    """Median-frequency class weights from the pixels whose candidate set is one class.
+
+    ``w_c = median(f) / f_c`` over classes seen as singletons; unseen classes get weight 1.
+    At most ``max_images`` images per source are read.
+    """
+    counts = torch.zeros(len(table.classes), dtype=torch.float64)
+    for row, source in enumerate(sources):
+        for i in range(min(len(source), max_images)):
+            _, mask = source.load(i)
+            sets = table.sets[row][torch.from_numpy(mask).long()]  # (H, W, C)
+            single = sets.sum(dim=-1) == 1
+            counts += sets[single].sum(dim=0).double()
+    seen = counts > 0
+    weights = torch.ones_like(counts)
+    if bool(seen.any()):
+        freq = counts / counts.sum()
+        weights[seen] = freq[seen].median() / freq[seen]
+    logging.getLogger(__name__).info("class weights: %s", weights.tolist())
+    return weights.float()
