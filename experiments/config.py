@@ -39,10 +39,18 @@ class ExperimentConfig:
         model: ``incremental.models.create_model`` arguments (``name`` or ``arch``/``encoder``).
         train_old, train: loop settings of step 0 and step 1.
         strategy_overrides: per strategy name, settings applied over its preset.
+        strategy_train: per strategy name, loop settings applied over ``train`` for it (the
+            oracle trains to convergence: more epochs, early stopping on a plateau).
         scenario_overrides: per scenario kind (``fashion``, ``folders``, ``paper``), settings
             applied over the config of every scenario of that kind (``fashion: {sizes: ...}``).
         overwrite: replace the experiment in the output folder (its results, models, runs).
         resume: continue the interrupted experiment in the output folder (same config).
+        jobs: independent runs side by side, each a single-threaded process (``"auto"``: the
+            core count on a CPU, 1 on a GPU or with several devices; 1: in this process, at the
+            default thread count).
+        imports: Python modules to import first (for instance your strategies, which register
+            themselves); also imported by every parallel job.
+        retrain_old: train the old models even when cached or shipped.
     """
 
     name: str = "default"
@@ -66,9 +74,13 @@ class ExperimentConfig:
     train_old: TrainConfig = field(default_factory=TrainConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     strategy_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    strategy_train: dict[str, dict[str, Any]] = field(default_factory=dict)
     scenario_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     overwrite: bool = False
     resume: bool = False
+    jobs: Any = "auto"
+    imports: list[str] = field(default_factory=list)
+    retrain_old: bool = False
 
 
 class ConfigError(ValueError):
@@ -169,3 +181,15 @@ def load_scenario_config(
         loaded.root = str(path.resolve().parent / str(loaded.get("root") or "."))
     config = OmegaConf.merge(loaded, overrides or {})
     return OmegaConf.to_container(config, resolve=True)
+
+
+def scenario_configs(config: DictConfig) -> dict[str, dict[str, Any]]:
+    """Each scenario's config by name, with the profile's overrides for its kind."""
+    configs = {}
+    for item in config.scenarios:
+        scenario_cfg = load_scenario_config(item)
+        overrides = config.scenario_overrides.get(scenario_cfg.get("kind"))
+        if overrides:
+            scenario_cfg = load_scenario_config(scenario_cfg, overrides)
+        configs[scenario_cfg.get("name", str(item))] = scenario_cfg
+    return configs

@@ -61,7 +61,7 @@ def finished_rows(out: Path) -> list[dict[str, Any]]:
 
 def check_same_config(saved: DictConfig, config: DictConfig, out: Path) -> None:
     """A resumed experiment must be the same experiment: compare all but the flags."""
-    flags = ("resume", "overwrite")
+    flags = ("resume", "overwrite", "jobs", "retrain_old")
     old = {k: v for k, v in OmegaConf.to_container(saved, resolve=True).items() if k not in flags}
     new = {k: v for k, v in OmegaConf.to_container(config, resolve=True).items() if k not in flags}
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))

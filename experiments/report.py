@@ -1,4 +1,10 @@
-"""Result tables and plots: ``results.csv``, ``summary.md`` and ``comparison.png``."""
+"""Result tables and plots: ``results.csv``, ``summary.md`` and ``comparison.png``.
+
+Besides mean ± std over seeds, the summary compares candidate sets with every other strategy
+**paired by seed** (strategies of one seed share the old model and the data), and flags any class
+on which a method beats the oracle by more than the oracle's spread over seeds: an oracle that
+is beaten is under-trained, not a bound.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +19,25 @@ import pandas as pd  # noqa: E402
 
 KEY_COLUMNS = ["scenario", "strategy", "seed", "replay"]
 SCORE_COLUMNS = ["miou_all", "miou_old", "miou_new", "hiou"]
+#: Scores of a split (children and remainder): they punish a collapse either way.
+SPLIT_COLUMNS = ["child_iou", "split_hiou", "split_bacc"]
+#: The strategy candidate sets are compared with, seed by seed, and the oracle.
+OURS, ORACLE = "candidate-sets", "joint"
 
 
 def results_frame(rows: Sequence[dict]) -> pd.DataFrame:
     """Rows -> a frame with the key and score columns first, then per-class IoUs."""
     frame = pd.DataFrame(list(rows))
     per_class = sorted(c for c in frame.columns if c.startswith("iou/"))
+    split = [c for c in frame.columns if c in SPLIT_COLUMNS or c.startswith("split_")]
     parent = sorted(c for c in frame.columns if c.startswith("parent_iou/") or c == "miou_parent")
-    rest = [c for c in frame.columns if c not in KEY_COLUMNS + SCORE_COLUMNS + per_class + parent]
-    return frame[KEY_COLUMNS + SCORE_COLUMNS + per_class + parent + rest]
+    first = KEY_COLUMNS + SCORE_COLUMNS + split + per_class + parent
+    rest = [c for c in frame.columns if c not in first]
+    return frame[first + rest]
+
+
+def _label(strategy: str, replay: bool) -> str:
+    return f"{strategy}+replay" if replay else strategy
 
 
 def summary_table(frame: pd.DataFrame, columns: Sequence[str] = SCORE_COLUMNS) -> pd.DataFrame:
@@ -43,47 +59,135 @@ def summary_table(frame: pd.DataFrame, columns: Sequence[str] = SCORE_COLUMNS) -
     return table
 
 
+def paired_differences(
+    frame: pd.DataFrame, metrics: Sequence[str], ours: str = OURS
+) -> pd.DataFrame:
+    """Candidate sets (without and with replay) minus every other strategy, seed by seed.
+
+    For each scenario, each of our two runs and each other (strategy, replay) sharing seeds
+    with it: per metric the mean and std (ddof 1) of the per-seed differences in points, and
+    whether ours is **ahead** (mean difference above its std, with at least 2 seeds) or behind.
+    """
+    rows = []
+    for scenario, part in frame.groupby("scenario", sort=False):
+        for replay in (False, True):
+            mine = part[(part["strategy"] == ours) & (part["replay"] == replay)]
+            if mine.empty:
+                continue
+            mine = mine.set_index("seed")
+            others = part[~((part["strategy"] == ours) & (part["replay"] == replay))]
+            for (strategy, other_replay), theirs in others.groupby(
+                ["strategy", "replay"], sort=False
+            ):
+                theirs = theirs.set_index("seed")
+                seeds = mine.index.intersection(theirs.index)
+                if not len(seeds):
+                    continue
+                row = {
+                    "scenario": scenario,
+                    "ours": _label(ours, replay),
+                    "vs": _label(strategy, other_replay),
+                    "seeds": len(seeds),
+                }
+                for metric in metrics:
+                    if metric not in frame or mine[metric].isna().all():
+                        continue
+                    diff = (mine.loc[seeds, metric] - theirs.loc[seeds, metric]) * 100
+                    mean, std = diff.mean(), diff.std(ddof=1) if len(diff) > 1 else float("nan")
+                    verdict = ""
+                    if len(diff) > 1 and abs(mean) > std:
+                        verdict = " (ahead)" if mean > 0 else " (behind)"
+                    row[f"Δ {metric}"] = f"{mean:+.1f} ± {std:.1f}{verdict}"
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def oracle_flags(frame: pd.DataFrame, oracle: str = ORACLE) -> list[str]:
+    """Classes on which a strategy's mean IoU beats the oracle's mean by more than the
+    oracle's std over seeds (0 with one seed): the oracle is under-trained there."""
+    flags = []
+    for scenario, part in frame.groupby("scenario", sort=False):
+        best = part[part["strategy"] == oracle]
+        if best.empty:
+            continue
+        for column in [c for c in part.columns if c.startswith("iou/") and part[c].notna().any()]:
+            bound = best[column].mean()
+            spread = best[column].std(ddof=1) if len(best) > 1 else 0.0
+            means = part[part["strategy"] != oracle].groupby(["strategy", "replay"])[column].mean()
+            for (strategy, replay), value in means.items():
+                if value > bound + spread:
+                    flags.append(
+                        f"oracle under-trained: {scenario} {column.removeprefix('iou/')}: "
+                        f"{_label(strategy, replay)} {100 * value:.1f} > {oracle} "
+                        f"{100 * bound:.1f} ± {100 * spread:.1f}"
+                    )
+    return flags
+
+
 def markdown(frame: pd.DataFrame) -> str:
-    header = "| " + " | ".join(frame.columns) + " |"
+    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
     rows = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *rows])
 
 
+def scenario_columns(part: pd.DataFrame) -> list[str]:
+    """The summary's score columns for one scenario: the split scores for a split."""
+    columns = list(SCORE_COLUMNS)
+    if "split_hiou" in part and part["split_hiou"].notna().any():
+        columns += SPLIT_COLUMNS + ["miou_parent"]
+    return columns
+
+
 def write_summary(frame: pd.DataFrame, path: Path, title: str, notes: Sequence[str] = ()) -> str:
-    """Markdown: the comparison table per scenario, then per-class IoU means."""
+    """Markdown: per scenario the comparison table, the paired differences against candidate
+    sets, per-class IoU means; the oracle flags last."""
     parts = [
         f"# {title}",
         "",
-        "mIoU in % (mean ± std over seeds), checkpoints selected on val,",
+        "Scores in % (mean ± std over seeds), checkpoints selected on val, scores on the test",
+        "scenes. hIoU = harmonic mean of old and new mIoU. For splits: child_iou = the",
+        "children's IoU, split_hiou = harmonic mean of child and remainder IoU, split_bacc =",
+        "balanced accuracy among the split's classes on the pixels of the parent (50 = no split).",
         "",
+        *notes,
     ]
-    parts.append("scores on the test scenes. hIoU = harmonic mean of old and new mIoU.")
-    parts.append("")
-    parts += list(notes)
     for scenario, part in frame.groupby("scenario", sort=False):
-        has_parent = "miou_parent" in part and part["miou_parent"].notna().any()
-        columns = SCORE_COLUMNS + (["miou_parent"] if has_parent else [])
+        columns = scenario_columns(part)
         parts += [f"## {scenario}", "", markdown(summary_table(part, columns)), ""]
+        paired = paired_differences(part, ["hiou", "miou_new", *columns[len(SCORE_COLUMNS) :]])
+        if not paired.empty:
+            parts += [
+                "Paired by seed, candidate sets minus each other strategy (points; mean ± std of",
+                "the per-seed differences; ahead/behind where the mean exceeds the std):",
+                "",
+                markdown(paired.drop(columns=["scenario"])),
+                "",
+            ]
         per_class = [c for c in part.columns if c.startswith("iou/") and part[c].notna().any()]
         if per_class:
             means = part.groupby(["strategy", "replay"], sort=False)[per_class].mean() * 100
             means.columns = [c.removeprefix("iou/") for c in per_class]
             parts += ["Per-class IoU (%):", "", markdown(means.round(1).reset_index()), ""]
-    text = "\n".join(parts)
+    flags = oracle_flags(frame)
+    parts += ["## Oracle check", ""]
+    parts += [f"- {flag}" for flag in flags] if flags else ["No class beats the oracle."]
+    text = "\n".join(parts) + "\n"
     path.write_text(text)
     return text
 
 
 def plot_comparison(frame: pd.DataFrame, path: Path) -> None:
-    """Grouped bars: old / new / all mIoU per strategy, one panel per scenario."""
+    """Grouped bars: old / new / all mIoU per strategy (error bars: std over seeds), one panel
+    per scenario."""
     scenarios = list(dict.fromkeys(frame["scenario"]))
     fig, axes = plt.subplots(1, len(scenarios), figsize=(6 * len(scenarios), 4), squeeze=False)
     for ax, scenario in zip(axes[0], scenarios, strict=True):
         part = frame[frame["scenario"] == scenario].copy()
         part["label"] = part["strategy"] + part["replay"].map({True: "\n+replay", False: ""})
-        means = part.groupby("label", sort=False)[["miou_old", "miou_new", "miou_all"]].mean()
-        means.mul(100).plot.bar(ax=ax, rot=0, width=0.8)
+        grouped = part.groupby("label", sort=False)[["miou_old", "miou_new", "miou_all"]]
+        means, stds = grouped.mean() * 100, grouped.std(ddof=1).fillna(0.0) * 100
+        means.plot.bar(ax=ax, rot=0, width=0.8, yerr=stds, capsize=2)
         ax.set_title(scenario)
         ax.set_ylabel("mIoU (%)")
         ax.set_xlabel("")

@@ -22,19 +22,25 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.config import ConfigError, load_config, load_scenario_config
+from experiments.config import ConfigError, load_config, scenario_configs
 from experiments.grid import RunKey, strategy_runs
-from experiments.outputs import finished_rows, model_path, prepare_output, write_results
+from experiments.outputs import finished_rows, prepare_output, write_results
+from experiments.parallel import default_jobs, run_parallel
 from experiments.report import (
     markdown,
+    oracle_flags,
     plot_comparison,
     results_frame,
+    scenario_columns,
     summary_table,
     write_summary,
 )
-from experiments.steps import old_model, plain, strategy_step
+from experiments.steps import old_model, plain, strategy_chain
+from experiments.units import chain_job, import_modules, old_model_job
 from incremental.data import DatasetError, as_sources, build_scenarios
-from incremental.models import load_model_file
+from incremental.strategies import list_strategies
+from incremental.strategies.registry import strategy_module
+from incremental.workflow import TrainConfig
 
 log = logging.getLogger("experiments.run")
 
@@ -66,6 +72,16 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, An
         "continue interrupted ones from their last checkpoint",
     )
     parser.add_argument(
+        "--jobs",
+        help="runs side by side, each a single-threaded process (default auto: the core count "
+        "on a CPU, 1 on a GPU)",
+    )
+    parser.add_argument(
+        "--retrain-old",
+        action="store_true",
+        help="train the old models even when cached or shipped (experiments/old_models/)",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -86,9 +102,11 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, An
     for key in ("profile", "output", "wandb"):
         if getattr(args, key):
             overrides[key] = getattr(args, key)
-    for flag in ("overwrite", "resume"):
+    for flag in ("overwrite", "resume", "retrain_old"):
         if getattr(args, flag):
             overrides[flag] = True
+    if args.jobs:
+        overrides["jobs"] = args.jobs if args.jobs == "auto" else _parse_value(args.jobs)
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
@@ -125,16 +143,18 @@ def check_devices(config: DictConfig) -> None:
         )
 
 
-def scenario_configs(config: DictConfig) -> dict[str, dict[str, Any]]:
-    """Each scenario's config by name, with the profile's overrides for its kind."""
-    configs = {}
-    for item in config.scenarios:
-        scenario_cfg = load_scenario_config(item)
-        overrides = config.scenario_overrides.get(scenario_cfg.get("kind"))
-        if overrides:
-            scenario_cfg = load_scenario_config(scenario_cfg, overrides)
-        configs[scenario_cfg.get("name", str(item))] = scenario_cfg
-    return configs
+def check_strategy_train(config: DictConfig, runs: list) -> None:
+    """``strategy_train`` names known strategies and TrainConfig keys only."""
+    known = {r.name for r in runs} | set(list_strategies())
+    fields = set(TrainConfig.__dataclass_fields__)
+    for name, settings in plain(config.strategy_train).items():
+        if name not in known:
+            raise ConfigError(f"strategy_train: unknown strategy {name!r}")
+        unknown = sorted(set(settings) - fields)
+        if unknown:
+            raise ConfigError(
+                f"strategy_train.{name}: unknown key(s) {unknown}; known: {sorted(fields)}"
+            )
 
 
 def describe_sizes(scenario: Any) -> str:
@@ -146,15 +166,30 @@ def describe_sizes(scenario: Any) -> str:
     )
 
 
+def resolve_jobs(config: DictConfig) -> int:
+    """How many single-threaded processes run side by side (see experiments.parallel)."""
+    multi = config.train.devices not in (1, "1") or config.train.num_nodes != 1
+    if config.jobs == "auto":
+        return default_jobs(str(config.train.accelerator), multi)
+    if not isinstance(config.jobs, int) or isinstance(config.jobs, bool) or config.jobs < 1:
+        raise ConfigError(f"jobs: expected 'auto' or an integer >= 1, got {config.jobs!r}")
+    if config.jobs > 1 and multi:
+        raise ConfigError("jobs: several jobs and several devices per run do not mix; set jobs=1")
+    return config.jobs
+
+
 def run_experiment(config: DictConfig) -> Any:
     """Run the grid; returns the results frame."""
     out = Path(config.output)
     writes = is_main_process()
     check_devices(config)
     try:
+        import_modules(config)
         runs = strategy_runs(list(config.strategies), plain(config.strategy_overrides))
     except ValueError as error:
         raise ConfigError(f"strategies: {error}") from None
+    check_strategy_train(config, runs)
+    jobs = resolve_jobs(config)
     configs = scenario_configs(config)
     steps = {}
     for name, scenario_cfg in configs.items():
@@ -173,42 +208,76 @@ def run_experiment(config: DictConfig) -> Any:
         (out / "config.yaml").write_text(OmegaConf.to_yaml(config, resolve=True))
     else:  # a DDP process the launcher started: it follows the same runs and writes nothing
         previous = finished_rows(out) if config.resume else []
-    total = sum(len(s) for s in steps.values()) * len(config.seeds) * len(runs)
-    rows, done, started = list(previous), 0, time.time()
+    rows, started = list(previous), time.time()
     finished = {RunKey.of_row(r) for r in rows}
-    for name, scenario_cfg in configs.items():
-        for seed in config.seeds:
-            teacher = old_model(config, scenario_cfg, steps[name][0], seed, out, writes)
-            log.info(
-                "%s seed %d: old model mIoU %.3f (old val)",
-                name,
-                seed,
-                teacher.scores.get("miou_all", float("nan")),
-            )
-            for run in runs:
-                model = teacher.model  # each step starts from the previous step's model
-                for scenario in steps[name]:
-                    done += 1
-                    print(
-                        f"[{done}/{total}] {scenario.name} | {run.label} | seed {seed} "
-                        f"({time.time() - started:.0f} s elapsed)",
-                        flush=True,
-                    )
-                    if run.key(scenario.name, seed) in finished:  # --resume: keep its row
-                        path = model_path(out, scenario.name, run.label, seed)
-                        model = load_model_file(path).build(allow_factory=True)
-                        print("  finished before: kept", flush=True)
-                        continue
-                    row, model = strategy_step(
-                        config, scenario, scenario_cfg, teacher, model, run, seed, out, writes
-                    )
-                    rows.append(row)
-                    if writes:
-                        write_results(out, rows)
+    total = sum(len(s) for s in steps.values()) * len(config.seeds) * len(runs)
+    done = 0
+
+    def progress(scenario: Any, label: str, seed: int) -> None:
+        nonlocal done
+        done += 1
+        elapsed = time.time() - started
+        print(f"[{done}/{total}] {scenario} | {label} | seed {seed} ({elapsed:.0f} s elapsed)",
+              flush=True)  # fmt: skip
+
+    def add(new_rows: list[dict]) -> None:
+        rows.extend(new_rows)
+        if writes and new_rows:
+            write_results(out, rows)
+
+    if jobs == 1:
+        for name, scenario_cfg in configs.items():
+            for seed in config.seeds:
+                teacher = old_model(config, scenario_cfg, steps[name][0], seed, out, writes)
+                log_old_model(name, seed, teacher.scores)
+                for run in runs:
+
+                    def step_started(scenario: Any, label: str = run.label, seed: int = seed):
+                        progress(scenario.name, label, seed)
+
+                    strategy_chain(
+                        config, steps[name], scenario_cfg, teacher, run, seed, out, writes,
+                        finished, step_started, lambda row: add([row]),
+                    )  # fmt: skip
+    else:
+        text = OmegaConf.to_yaml(job_config(config, runs), resolve=True)
+        keys = [tuple(vars(k).values()) for k in finished]
+        chains = []
+        for name in configs:
+            for seed in config.seeds:
+                for run in runs:
+                    if all(run.key(s.name, seed) in finished for s in steps[name]):
+                        for scenario in steps[name]:  # --resume: nothing left to do
+                            progress(scenario.name, run.label, seed)
+                            print("  finished before: kept", flush=True)
+                    else:
+                        chains.append((text, name, seed, run.label, keys))
+        units = list(dict.fromkeys((text, name, seed) for _, name, seed, _, _ in chains))
+        print(f"{len(units)} old model(s), then {len(chains)} run(s), {jobs} jobs", flush=True)
+        for (_, name, seed), scores in run_parallel(old_model_job, units, jobs):
+            log_old_model(name, seed, scores)
+        for (_, name, seed, label, _), new_rows in run_parallel(chain_job, chains, jobs):
+            for scenario in steps[name]:
+                progress(scenario.name, label, seed)
+            add(new_rows)
     frame = results_frame(rows)
     if writes:
         report(frame, config, out, time.time() - started)
     return frame
+
+
+def job_config(config: DictConfig, runs: list) -> DictConfig:
+    """The config a parallel job rebuilds the experiment from: ``imports`` also names the
+    modules that registered the experiment's strategies, so that a fresh process knows them."""
+    job = config.copy()
+    modules = [strategy_module(run.name) for run in runs]
+    job.imports = list(dict.fromkeys([*config.imports, *modules]))
+    return job
+
+
+def log_old_model(name: str, seed: int, scores: dict) -> None:
+    log.info("%s seed %d: old model mIoU %.3f (old val)", name, seed,
+             scores.get("miou_all", float("nan")))  # fmt: skip
 
 
 def report(frame: Any, config: DictConfig, out: Path, seconds: float) -> None:
@@ -224,8 +293,10 @@ def report(frame: Any, config: DictConfig, out: Path, seconds: float) -> None:
     print()
     for scenario_name, part in frame.groupby("scenario", sort=False):
         print(f"{scenario_name}:")
-        print(markdown(summary_table(part)))
+        print(markdown(summary_table(part, scenario_columns(part))))
         print()
+    for flag in oracle_flags(frame):
+        print(flag)
     print(f"results: {out / 'results.csv'}  summary: {out / 'summary.md'}")
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.cache import cache_key, cached_model_path
+from experiments.cache import cache_key, cache_payload, find_old_model, model_file_name
 from experiments.grid import StrategyRun
 from experiments.outputs import model_path, run_dir
 from experiments.tracking import finish, make_loggers
@@ -21,9 +22,16 @@ from incremental.workflow import StepResult, TrainConfig, train_old_model, train
 log = logging.getLogger("experiments.run")
 
 
-def plain(config: DictConfig) -> Any:
-    """An OmegaConf node as plain Python data."""
-    return OmegaConf.to_container(config, resolve=True)
+def plain(config: Any) -> Any:
+    """An OmegaConf node as plain Python data (plain data as it is)."""
+    if OmegaConf.is_config(config):
+        return OmegaConf.to_container(config, resolve=True)
+    return config
+
+
+def step_train_settings(config: DictConfig, strategy: str) -> dict[str, Any]:
+    """The loop settings of a strategy's step: ``train``, then ``strategy_train.<strategy>``."""
+    return {**plain(config.train), **plain(config.strategy_train.get(strategy, {}))}
 
 
 def old_model(
@@ -34,18 +42,22 @@ def old_model(
     out: Path,
     writes: bool,
 ) -> StepResult:
-    """The old model: the user's (``scenario.teacher``), or the cached one of (scenario, model,
-    step-0 settings, seed), trained if absent (and cached when this process ``writes``)."""
+    """The old model: the user's (``scenario.teacher``), or the cached (or shipped) one of
+    (scenario, model, step-0 settings, seed), trained if absent or ``retrain_old`` (and cached
+    when this process ``writes``)."""
     if scenario.teacher is not None:
         return StepResult(scenario.teacher.model, {}, None)
     train = plain(config.train_old)
-    key = cache_key(
+    payload = cache_payload(
         scenario_cfg, scenario.info.get("fashion_mnist"), plain(config.model), train, seed
     )
-    path = cached_model_path(config.cache_dir, scenario.name, seed, key)
-    if path.is_file():
-        cached = load_model_file(path)
-        log.info("old model: cached %s", path)
+    key = cache_key(payload)
+    found = (
+        None if config.retrain_old else find_old_model(config.cache_dir, scenario.name, seed, key)
+    )
+    if found is not None:
+        cached = load_model_file(found)
+        log.info("old model: %s", found)
         return StepResult(cached.build(), dict(cached.metadata.get("scores", {})), None)
     directory = run_dir(out, scenario.name, "old-model", seed)
     loggers = make_loggers(
@@ -61,11 +73,17 @@ def old_model(
     finish(loggers)
     if writes:
         save_model_file(
-            path,
+            Path(config.cache_dir) / model_file_name(scenario.name, seed, key),
             result.model,
             plain(config.model),
             scenario.transition.old_classes,
-            metadata={"scores": result.scores, "scenario": scenario.name, "seed": seed},
+            metadata={
+                "scores": result.scores,
+                "scenario": scenario.name,
+                "seed": seed,
+                "device": result.device,
+                "cache": payload,
+            },
         )
     return result
 
@@ -86,7 +104,7 @@ def strategy_step(
     directory = run_dir(out, scenario.name, run.label, seed)
     # A given old model decides the network; otherwise the experiment's model config does.
     spec = scenario.teacher.spec if scenario.teacher is not None else plain(config.model)
-    train = plain(config.train)
+    train = step_train_settings(config, strategy.name)
     tags = [scenario.name, strategy.name, f"seed{seed}"] + (["replay"] if strategy.replay else [])
     loggers = make_loggers(
         config,
@@ -135,8 +153,44 @@ def strategy_step(
         "replay": strategy.replay,
         **result.scores,
         "old_model_miou": teacher.scores.get("miou_all"),
+        "old_model_test_miou": teacher.scores.get("test_scenes/miou_all"),
         "train_seconds": round(time.time() - started, 1),
         "device": result.device,
         **{f"scenario/{k}": v for k, v in scenario.info.items()},
     }
     return row, result.model
+
+
+def strategy_chain(
+    config: DictConfig,
+    scenarios: list[Scenario],
+    scenario_cfg: dict,
+    teacher: StepResult,
+    run: StrategyRun,
+    seed: int,
+    out: Path,
+    writes: bool,
+    finished: set,
+    progress: Callable[[Scenario], None] = lambda scenario: None,
+    on_row: Callable[[dict[str, Any]], None] = lambda row: None,
+) -> list[dict[str, Any]]:
+    """One strategy through every step of a scenario (a multi-step task chains them, each
+    from the previous step's model); returns the new results rows, each also handed to
+    ``on_row`` as soon as its step ends. Steps whose key is in ``finished`` (--resume) are
+    skipped, their saved model carried to the next step."""
+    rows = []
+    model = teacher.model
+    for scenario in scenarios:
+        progress(scenario)
+        if run.key(scenario.name, seed) in finished:
+            model = load_model_file(model_path(out, scenario.name, run.label, seed)).build(
+                allow_factory=True
+            )
+            print("  finished before: kept", flush=True)
+            continue
+        row, model = strategy_step(
+            config, scenario, scenario_cfg, teacher, model, run, seed, out, writes
+        )
+        rows.append(row)
+        on_row(row)
+    return rows

@@ -1,5 +1,6 @@
 """Segmentation scores from one confusion matrix: per-class IoU, old / new / all mIoU, hIoU,
-and parent-level IoU for split classes (children merged).
+parent-level IoU for split classes (children merged), and split scores that punish a split
+collapsing either way (within-parent balanced accuracy, child-remainder harmonic mean).
 
 The confusion matrix is accumulated by torchmetrics (synchronised across processes); every
 score derives from it, so parent-level scores need no second pass over the data.
@@ -10,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
+
+from incremental.labels.transition import Split
 
 
 def iou_per_class(confusion: torch.Tensor) -> torch.Tensor:
@@ -47,11 +50,58 @@ def _nanmean(values: torch.Tensor) -> float:
     return float(finite.mean()) if len(finite) else float("nan")
 
 
+def within_family_balanced_accuracy(confusion: torch.Tensor, family: Sequence[int]) -> float:
+    """Balanced accuracy among the classes of one split family (its children and remainder),
+    on the pixels that are of the family and predicted in it: the mean over the family's
+    classes of ``confusion[c, c] / Σ_{j∈family} confusion[c, j]``. 1/len(family) is no split
+    at all; NaN without such pixels.
+
+    Args:
+        confusion: (C, C) counts, rows = target.
+        family: the family's class indices.
+    """
+    index = torch.as_tensor(list(family), device=confusion.device)
+    block = confusion.double().index_select(0, index).index_select(1, index)
+    totals = block.sum(dim=1)
+    recalls = block.diagonal()[totals > 0] / totals[totals > 0]
+    return float(recalls.mean()) if len(recalls) else float("nan")
+
+
+def split_scores(
+    confusion: torch.Tensor, classes: Sequence[str], splits: Sequence[Split]
+) -> dict[str, float]:
+    """Per split: ``split_bacc/<parent>`` (:func:`within_family_balanced_accuracy`) and
+    ``split_hiou/<parent>``, the harmonic mean of the children's mean IoU and the remainder's
+    IoU (0 when either is 0: splitting nothing, or everything into the child, both score 0);
+    their means over the splits as ``split_bacc``, ``split_hiou``, and ``child_iou`` (the
+    children's mean IoU)."""
+    iou = iou_per_class(confusion)
+    index = {c: i for i, c in enumerate(classes)}
+    scores: dict[str, float] = {}
+    baccs, hious, child_ious = [], [], []
+    for split in splits:
+        children = [index[c] for c in split.children]
+        family = [index[split.remainder], *children]
+        bacc = within_family_balanced_accuracy(confusion, family)
+        child = _nanmean(iou[children])
+        hiou = harmonic_mean(child, float(iou[index[split.remainder]]))
+        scores[f"split_bacc/{split.parent}"] = bacc
+        scores[f"split_hiou/{split.parent}"] = hiou
+        baccs.append(bacc)
+        hious.append(hiou)
+        child_ious.append(child)
+    scores["split_bacc"] = _nanmean(torch.tensor(baccs, dtype=torch.float64))
+    scores["split_hiou"] = _nanmean(torch.tensor(hious, dtype=torch.float64))
+    scores["child_iou"] = _nanmean(torch.tensor(child_ious, dtype=torch.float64))
+    return scores
+
+
 def segmentation_scores(
     confusion: torch.Tensor,
     classes: Sequence[str],
     new_classes: Sequence[str] = (),
     parents: Mapping[str, str] | None = None,
+    splits: Sequence[Split] = (),
 ) -> dict[str, float]:
     """Every score of a results row.
 
@@ -62,6 +112,7 @@ def segmentation_scores(
             the rest are old.
         parents: class -> parent name; when some differ from the class itself, parent-level
             IoU (children merged) is added as ``parent_iou/<name>`` and ``miou_parent``.
+        splits: the step's splits; their scores are added (:func:`split_scores`).
 
     Returns:
         ``miou_all``, ``miou_old``, ``miou_new``, ``hiou`` (harmonic mean of old and new) and
@@ -82,4 +133,6 @@ def segmentation_scores(
         parent_iou = iou_per_class(merged)
         scores["miou_parent"] = _nanmean(parent_iou)
         scores.update({f"parent_iou/{n}": float(v) for n, v in zip(names, parent_iou, strict=True)})
+    if splits:
+        scores.update(split_scores(confusion, classes, splits))
     return scores

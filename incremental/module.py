@@ -104,7 +104,7 @@ class IncrementalSegmenter(L.LightningModule):
         self.forwards = PairedForward(
             student,
             teacher if self.strategy.uses_teacher else None,
-            features=self.strategy.needs_features,
+            features=self.strategy.feature_layers,
             shared=share,
         )
         self.test_scores: dict[str, float] = {}
@@ -193,7 +193,11 @@ class IncrementalSegmenter(L.LightningModule):
 
     def _scores(self, confusion: MulticlassConfusionMatrix) -> dict[str, float]:
         scores = segmentation_scores(
-            confusion.compute(), self.classes, self.labels.new_classes, self.labels.parents
+            confusion.compute(),
+            self.classes,
+            self.labels.new_classes,
+            self.labels.parents,
+            self.labels.transition.splits,
         )
         confusion.reset()
         return scores

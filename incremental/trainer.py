@@ -13,9 +13,12 @@ import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 from torch import nn
+from torch.utils.data import DataLoader
 
 from incremental.checkpoint_io import SafeCheckpointIO
-from incremental.data.datamodule import IncrementalDataModule
+from incremental.data.core import SampleDataset, SegmentationSource
+from incremental.data.datamodule import IncrementalDataModule, pad_collate
+from incremental.data.transforms import eval_transform
 from incremental.devices import describe_device
 from incremental.module import IncrementalSegmenter
 
@@ -150,3 +153,27 @@ def fit_and_test(
         trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
     device = describe_device(trainer.strategy.root_device)
     return StepResult(module.student, dict(module.test_scores), best, device)
+
+
+def evaluate(
+    module: IncrementalSegmenter, source: SegmentationSource, config: TrainConfig
+) -> dict[str, float]:
+    """The module's test scores on ``source`` (mask value = class index), one process."""
+    loader = DataLoader(
+        SampleDataset(source, -1, eval_transform()),
+        batch_size=config.eval_batch_size or config.batch_size,
+        collate_fn=pad_collate,
+    )
+    trainer = L.Trainer(
+        accelerator=config.accelerator,
+        devices=1,
+        precision=config.precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        trainer.test(module, dataloaders=loader, verbose=False)
+    return dict(module.test_scores)

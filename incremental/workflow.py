@@ -23,7 +23,7 @@ from incremental.labels import StepLabels
 from incremental.models import build_model, expand_head
 from incremental.module import IncrementalSegmenter, Optimization
 from incremental.strategies import Strategy
-from incremental.trainer import StepResult, TrainConfig, fit_and_test
+from incremental.trainer import StepResult, TrainConfig, evaluate, fit_and_test
 
 __all__ = [
     "StepData",
@@ -31,6 +31,7 @@ __all__ = [
     "TrainConfig",
     "build_step",
     "build_student",
+    "epoch_size",
     "replay_shares",
     "step_data",
     "train_old_model",
@@ -57,7 +58,8 @@ def train_old_model(
     """Step 0: train the teacher on the old images in the old classes.
 
     Validation and test both use ``scenario.old_val`` (old classes; the step-1 test scenes
-    hold classes the old model does not know).
+    hold classes the old model does not know). Where the scenario has them, the step's test
+    scenes labeled in the old classes score the model too (``test_scenes/...`` scores).
     """
     if scenario.old_val is None:
         raise ValueError(
@@ -73,7 +75,11 @@ def train_old_model(
     model = build_model(model_spec, labels.num_classes, allow_factory=True)
     module = IncrementalSegmenter(model, labels, **_learner_settings(config))
     datamodule = _datamodule(old_sources, scenario.old_val, scenario.old_val, None, config, seed)
-    return fit_and_test(module, datamodule, config, out_dir, loggers)
+    result = fit_and_test(module, datamodule, config, out_dir, loggers)
+    if scenario.old_test is not None:  # the step's own test scenes, in the old labels
+        scores = evaluate(module, scenario.old_test, config)
+        result.scores.update({f"test_scenes/{k}": v for k, v in scores.items()})
+    return result
 
 
 @dataclass
@@ -84,31 +90,35 @@ class StepData:
         sources: the training sources; source d is row d of ``labels.table``.
         shares: each source's share of an epoch (replay), or None: proportional to size.
         labels: the step's label space as the strategy reads it.
+        num_new: the first ``num_new`` sources are the new images (the rest the old ones).
     """
 
     sources: list[SegmentationSource]
     shares: list[float] | None
     labels: StepLabels
+    num_new: int = 0
 
 
 def step_data(scenario: Scenario, strategy: Strategy) -> StepData:
-    """New images, old images when replaying, full labels for the oracle; and their labels."""
+    """New images, old images when replaying, full labels for the oracle; and their labels.
+
+    When replaying (the oracle too), the old images take ``strategy.old_share`` of each epoch
+    and the new ones the rest, whatever the sizes of the two (see :func:`epoch_size`).
+    """
     reading = strategy.reading
-    shares = None
     if reading.full_labels:
         missing = [n for n in ("new_train_full", "old_train_full") if getattr(scenario, n) is None]
         if missing:
             raise ValueError(
                 f"scenario {scenario.name!r}: the oracle needs fully labeled data ({missing})"
             )
-        sources = [scenario.new_train_full]
-        if strategy.replay:
-            sources.append(scenario.old_train_full)
+        new, old = [scenario.new_train_full], [scenario.old_train_full]
     else:
         new, old = as_sources(scenario.new_train), as_sources(scenario.old_train)
-        sources = new + old if strategy.replay else new
-        if strategy.replay:
-            shares = replay_shares([len(s) for s in new], [len(s) for s in old], strategy.old_share)
+    sources = new + old if strategy.replay else new
+    shares = None
+    if strategy.replay:
+        shares = replay_shares([len(s) for s in new], [len(s) for s in old], strategy.old_share)
     labels = StepLabels(
         scenario.transition,
         [s.declaration for s in sources],
@@ -118,18 +128,32 @@ def step_data(scenario: Scenario, strategy: Strategy) -> StepData:
         # failure they exist to show, not a configuration error.
         check_teachable=strategy.uses_teacher or reading.full_labels,
     )
-    return StepData(sources, shares, labels)
+    return StepData(sources, shares, labels, num_new=len(new))
+
+
+def epoch_size(data: StepData, strategy: Strategy, config: TrainConfig) -> int:
+    """Training samples per epoch: ``config.epoch_size`` (default: the new images' number) new
+    samples, and when replaying as many more old ones as ``old_share`` asks, so that replay
+    (and the oracle) add old images instead of taking the new images' place in the budget."""
+    new = config.epoch_size or sum(len(s) for s in data.sources[: data.num_new])
+    if not strategy.replay:
+        return new
+    return round(new / (1.0 - strategy.old_share))
 
 
 def build_student(
-    teacher: nn.Module, model_spec: dict[str, Any], labels: StepLabels, init: str
+    teacher: nn.Module, model_spec: dict[str, Any], labels: StepLabels, strategy: Strategy
 ) -> nn.Module:
-    """The step's student: the teacher with its head expanded by ``labels.teacher_map``, or a
-    new network (``init="scratch"``)."""
-    if init == "scratch":
+    """The step's student: the teacher with its head expanded by ``labels.teacher_map`` as the
+    strategy says, or a new network (``init="scratch"``)."""
+    if strategy.init == "scratch":
         return build_model(model_spec, labels.num_classes, allow_factory=True)
     return expand_head(
-        teacher, labels.teacher_map, init=init, classifier=model_spec.get("classifier")
+        teacher,
+        labels.teacher_map,
+        init=strategy.init,
+        classifier=model_spec.get("classifier"),
+        remainder_share=strategy.remainder_share,
     )
 
 
@@ -144,7 +168,7 @@ def build_step(
     training data, as :func:`train_step` trains them."""
     config = config or TrainConfig()
     data = step_data(scenario, strategy)
-    student = build_student(teacher, model_spec, data.labels, strategy.init)
+    student = build_student(teacher, model_spec, data.labels, strategy)
     weights = class_weights(data.sources, data.labels.table) if strategy.class_weighting else None
     module = IncrementalSegmenter(
         student,
@@ -173,7 +197,10 @@ def train_step(
     validation checkpoint."""
     L.seed_everything(seed, workers=True, verbose=False)
     module, data = build_step(scenario, teacher, model_spec, strategy, config)
-    datamodule = _datamodule(data.sources, scenario.val, scenario.test, data.shares, config, seed)
+    datamodule = _datamodule(
+        data.sources, scenario.val, scenario.test, data.shares, config, seed,
+        epoch_size(data, strategy, config),
+    )  # fmt: skip
     return fit_and_test(module, datamodule, config, Path(out_dir), loggers, resume_from)
 
 
@@ -193,13 +220,14 @@ def _datamodule(
     shares: list[float] | None,
     config: TrainConfig,
     seed: int,
+    samples_per_epoch: int | None = None,
 ) -> IncrementalDataModule:
     return IncrementalDataModule(
         [(s, i) for i, s in enumerate(sources)],
         val,
         test,
         shares=shares,
-        epoch_size=config.epoch_size,
+        epoch_size=samples_per_epoch or config.epoch_size,
         batch_size=config.batch_size,
         eval_batch_size=config.eval_batch_size,
         num_workers=config.num_workers,

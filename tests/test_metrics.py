@@ -43,3 +43,29 @@ def test_scores_old_new_parent():
 def test_harmonic_mean_zero():
     assert harmonic_mean(0.5, 0.0) == 0.0
     assert math.isclose(harmonic_mean(0.5, 0.5), 0.5)
+
+
+def test_split_scores_punish_collapse_either_way():
+    """All of the parent's pixels predicted as the child, or as the remainder: the split's
+    harmonic mean is 0 and the balanced accuracy one half (no split), whichever side won."""
+    from incremental.labels import Split
+
+    classes = ["background", "car_other", "police_car"]
+    split = [Split.of("car", ["police_car"])]
+    to_child = torch.tensor([[9, 0, 0], [0, 0, 6], [0, 0, 3]])
+    to_remainder = torch.tensor([[9, 0, 0], [0, 6, 0], [0, 3, 0]])
+    for confusion in (to_child, to_remainder):
+        scores = segmentation_scores(confusion, classes, classes[1:], splits=split)
+        assert scores["split_hiou/car"] == 0.0 and scores["split_bacc/car"] == 0.5
+    perfect = torch.tensor([[9, 0, 0], [0, 6, 0], [0, 0, 3]])
+    scores = segmentation_scores(perfect, classes, classes[1:], splits=split)
+    assert scores["split_hiou"] == scores["split_bacc"] == scores["child_iou"] == 1.0
+
+
+def test_within_family_balanced_accuracy_hand_computed():
+    from incremental.metrics import within_family_balanced_accuracy
+
+    # rows = target: car_other 2 right 2 wrong, police_car 1 wrong 3 right; background ignored.
+    confusion = torch.tensor([[8, 1, 0], [0, 2, 2], [5, 1, 3]])
+    assert math.isclose(within_family_balanced_accuracy(confusion, [1, 2]), (2 / 4 + 3 / 4) / 2)
+    assert math.isnan(within_family_balanced_accuracy(torch.zeros(3, 3), [1, 2]))

@@ -36,10 +36,24 @@ PINNED = {
     "finetune": ((), (PartialCE(),), "random", LabelReading("background", "representative")),
     "finetune-ignore": ((), (PartialCE(),), "random", LabelReading("ignore", "representative")),
     "freeze": ((), (PartialCE(),), "random", LabelReading("background", "representative")),
-    "mib": ((), (PartialCE(), SetKD(10.0)), "mass_preserving", LabelReading(split_aware=False)),
+    "mib": (
+        (),
+        (PartialCE(normalization="all_pixels"), SetKD(10.0, normalization="old_classes")),
+        "mass_preserving",
+        LabelReading(split_aware=False),
+    ),
     "plop": (
-        (PseudoLabel(0.001),),
-        (PartialCE(), LocalPOD(0.01)),
+        (PseudoLabel(0.001, image_factor="plop"),),
+        (
+            PartialCE(normalization="all_pixels"),
+            LocalPOD(0.01, 0.0005, normalize=False, schedule=True, layers="plop"),
+        ),
+        "mass_preserving",
+        LabelReading(split_aware=False),
+    ),
+    "plop-normalised": (
+        (PseudoLabel(0.001, image_factor="share"),),
+        (PartialCE(), LocalPOD(0.01, 0.0, normalize=True, schedule=False, layers="stages")),
         "mass_preserving",
         LabelReading(split_aware=False),
     ),
@@ -78,13 +92,13 @@ def test_every_preset_is_pinned():
 def test_user_setting_beats_preset():
     mib = create_strategy("mib")
     assert mib.terms[1].weight == 10.0
-    assert create_strategy("mib", {"kd_weight": 2.0}).terms[1] == SetKD(2.0)
+    assert create_strategy("mib", {"kd_weight": 2.0}).terms[1].weight == 2.0
     # +replay never undoes an explicit replay=False...
     assert create_strategy("candidate-sets+replay", {"replay": False}).replay is False
     assert create_strategy("candidate-sets+replay").replay is True
     # ...and the cross-entropy options apply to any strategy with a cross-entropy term.
     focal = create_strategy("plop", {"focal_gamma": 2.0, "class_weights": "inverse_frequency"})
-    assert focal.terms[0] == PartialCE("inverse_frequency", 2.0)
+    assert focal.terms[0] == PartialCE("inverse_frequency", 2.0, normalization="all_pixels")
     assert focal.class_weighting == "inverse_frequency"
 
 
@@ -216,6 +230,7 @@ def test_a_new_strategy_file_needs_no_other_edit(entropy_min_strategy, tmp_path)
         "strategies": ["test-entropy-min"],
         "strategy_overrides": {"test-entropy-min": {"weight": 0.5}},
         "wandb": "disabled",
+        "jobs": 1,
         "cache_dir": str(tmp_path / "cache"),
         "train_old": FAST,
         "train": FAST,

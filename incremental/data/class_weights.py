@@ -15,7 +15,8 @@ def class_weights(
 ) -> torch.Tensor:
     """Median-frequency class weights from the pixels whose candidate set is one class.
 
-    ``w_c = median(f) / f_c`` over classes seen as singletons; unseen classes get weight 1.
+    ``w_c = median(f) / f_c`` over classes seen as singletons (the lower median for an even
+    count); unseen classes get weight 1.
     At most ``max_images`` images per source are read.
     """
     counts = torch.zeros(len(table.classes), dtype=torch.float64)

@@ -112,6 +112,18 @@ class CandidateSetTable:
             )
         return frozenset({name})
 
+    def _resolve_absent(self, declaration: LabelDeclaration, name: str) -> frozenset[str]:
+        """A class known not to appear: a student class (the new classes of old images, which
+        the old vocabulary cannot name) or a teacher class (all it stands for now)."""
+        if name in self.classes:
+            return frozenset({name})
+        if name in self._teacher_sets:
+            return frozenset(self._teacher_sets[name])
+        raise ValueError(
+            f"dataset {declaration.name!r}, absent: {name!r} is neither one of the student's "
+            f"classes {list(self.classes)} nor of the teacher's {list(self._teacher_sets)}"
+        )
+
     def _resolve_declaration(self, declaration: LabelDeclaration) -> dict[int, frozenset[str]]:
         everything = frozenset(self.classes)
         labeled: dict[int, frozenset[str]] = {}
@@ -131,7 +143,7 @@ class CandidateSetTable:
                 *(self._resolve_name(declaration, n, "exhaustive") for n in declaration.exhaustive)
             )
         absent = frozenset().union(
-            *(self._resolve_name(declaration, n, "absent") for n in declaration.absent)
+            *(self._resolve_absent(declaration, n) for n in declaration.absent)
         )
         resolved: dict[int, frozenset[str]] = {}
         for value, meaning in declaration.values.items():

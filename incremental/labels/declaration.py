@@ -37,7 +37,9 @@ class LabelDeclaration:
             ``"student"``.
         exhaustive: which labeled classes were labeled wherever they appear (so an unlabeled
             pixel is none of them): ``True`` for all, ``False`` for none, or a tuple of names.
-        absent: classes known not to appear in this dataset's images at all.
+        absent: classes known not to appear in this dataset's images at all, in either
+            vocabulary (old images can say that a new class is absent: "these never show a
+            bag", so their background is background, not {background, bag}).
     """
 
     name: str

@@ -10,7 +10,7 @@ the metrics and the audit read it; none of them derives these again.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -103,8 +103,16 @@ class StepLabels:
         self.parents = transition.parent_classes()
 
     @classmethod
-    def identity(cls, classes: Sequence[str], declarations: Sequence[LabelDeclaration]):
-        """Step 0: the old model learns ``classes`` from fully labeled old data."""
+    def identity(
+        cls, classes: Sequence[str], declarations: Sequence[LabelDeclaration]
+    ) -> StepLabels:
+        """Step 0: the old model learns ``classes`` from fully labeled old data. Classes the
+        declarations call absent that step 0 does not know (a later step's new classes) are
+        absent from its classes anyway, and dropped."""
+        known = set(classes)
+        declarations = [
+            replace(d, absent=tuple(n for n in d.absent if n in known)) for d in declarations
+        ]
         return cls(Transition(tuple(classes)), declarations)
 
     @property

@@ -1,5 +1,6 @@
 """Losses over candidate sets (DESIGN §2) and the peers' losses expressed with them."""
 
+from incremental.losses.label_consistent import consistent_sets, label_consistent_distillation
 from incremental.losses.local_pod import local_pod_embedding, local_pod_loss
 from incremental.losses.mib import (
     mib_candidates,
@@ -31,7 +32,9 @@ __all__ = [
     "PartialCrossEntropy",
     "SetDistillation",
     "candidate_set_nll",
+    "consistent_sets",
     "entropy_thresholds",
+    "label_consistent_distillation",
     "local_pod_embedding",
     "local_pod_loss",
     "mib_candidates",

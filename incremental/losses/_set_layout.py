@@ -99,3 +99,14 @@ def times_owner(
         rest = factor.index_select(1, owner[prefix:])
         torch.mul(probs[:, prefix:], rest, out=out[:, prefix:])
     return out
+
+
+def sum_over_sets(x: torch.Tensor, layout: SetLayout, reduce: str = "sum") -> torch.Tensor:
+    """Per teacher set, the sum (or ``"any"`` for bool x) of x's channels in it:
+    (B, C, H, W) -> (B, K, H, W). Singleton sets are a slice or a gather; only the few larger
+    sets pay a reduction."""
+    out = select_channels(x, layout.first, layout.first_prefix).clone()
+    for k, members in layout.larger:
+        chosen = x.index_select(1, members)
+        out[:, k] = chosen.any(dim=1) if reduce == "any" else chosen.sum(dim=1)
+    return out

@@ -3,6 +3,14 @@
 Pooled Outputs Distillation keeps the student's intermediate features close to the teacher's
 through width- and height-pooled statistics of squared activations, computed globally and
 inside local windows at several scales, so both long-range and local structure are kept.
+
+PLOP's own form (``normalize=False``; ``features_distillation`` and ``_local_pod`` in PLOP's
+``train.py``, arthurdouillard/CVPR2021_PLOP@4b4a060, lines 716-972 and 979-1014): each window
+is mean-pooled along width and along height, every pool of every scale is concatenated, and
+the distance is one L2 norm over that concatenation per image, averaged over the batch; each
+layer's distance is weighted (0.01 for features, 0.0005 for logits), and their sum divided by
+the number of layers. The variant with each pool L2-normalised (``normalize=True``) is this
+project's earlier reading of the paper (the ``plop-normalised`` strategy).
 """
 
 from __future__ import annotations
@@ -14,11 +22,15 @@ import torch
 from incremental.losses._checks import at_least_fp32
 
 
-def local_pod_embedding(features: torch.Tensor, scales: Sequence[int] = (1, 2, 4)) -> torch.Tensor:
+def local_pod_embedding(
+    features: torch.Tensor, scales: Sequence[int] = (1, 2, 4), normalize: bool = True
+) -> torch.Tensor:
     """POD embedding of one feature map.
 
-    For each scale s, the map is cut into s x s windows; each window gives its mean over height
-    (a C x w vector) and over width (a C x h vector), each L2-normalised.
+    For each scale s, the map of squared activations is cut into s x s windows of
+    ``(H // s) x (W // s)`` (at least 1 x 1; maps smaller than s keep fewer windows); each
+    window gives its mean over height (a C x w vector) and over width (a C x h vector),
+    L2-normalised when ``normalize``. PLOP's windows are the same on the square maps it uses.
 
     Args:
         features: (B, C, H, W).
@@ -36,10 +48,9 @@ def local_pod_embedding(features: torch.Tensor, scales: Sequence[int] = (1, 2, 4
         for i in range(min(s, h)):
             for j in range(min(s, w)):
                 window = squared[..., i * kh : (i + 1) * kh, j * kw : (j + 1) * kw]
-                along_width = window.mean(dim=2).reshape(b, -1)
-                along_height = window.mean(dim=3).reshape(b, -1)
-                parts.append(torch.nn.functional.normalize(along_width, dim=1))
-                parts.append(torch.nn.functional.normalize(along_height, dim=1))
+                pools = (window.mean(dim=2).reshape(b, -1), window.mean(dim=3).reshape(b, -1))
+                for pool in pools:
+                    parts.append(torch.nn.functional.normalize(pool, dim=1) if normalize else pool)
     return torch.cat(parts, dim=1)
 
 
@@ -47,23 +58,31 @@ def local_pod_loss(
     student_features: Sequence[torch.Tensor],
     teacher_features: Sequence[torch.Tensor],
     scales: Sequence[int] = (1, 2, 4),
+    normalize: bool = True,
+    layer_weights: Sequence[float] | None = None,
 ) -> torch.Tensor:
-    """Mean over layers of the batch-mean L2 distance between POD embeddings.
+    """``Σ_l w_l · mean_b ||POD(s_l) - POD(t_l)||₂ / L`` over the L layers.
 
     Args:
         student_features, teacher_features: same-length sequences of (B, C_l, H_l, W_l) maps.
+        normalize: L2-normalise each pool (see :func:`local_pod_embedding`).
+        layer_weights: w_l per layer (default 1: the mean over layers).
     """
     if len(student_features) != len(teacher_features) or not student_features:
         raise ValueError(
             f"expected the same non-zero number of student and teacher feature maps, got "
             f"{len(student_features)} and {len(teacher_features)}"
         )
+    weights = [1.0] * len(student_features) if layer_weights is None else list(layer_weights)
+    if len(weights) != len(student_features):
+        raise ValueError(f"layer_weights: {len(weights)} for {len(student_features)} layers")
     losses = []
     for layer, (s, t) in enumerate(zip(student_features, teacher_features, strict=True)):
         if s.shape != t.shape:
             raise ValueError(
                 f"layer {layer}: student features {tuple(s.shape)} vs teacher {tuple(t.shape)}"
             )
-        diff = local_pod_embedding(s, scales) - local_pod_embedding(t.detach(), scales)
-        losses.append(diff.norm(dim=1).mean())
-    return torch.stack(losses).mean()
+        student = local_pod_embedding(s, scales, normalize)
+        diff = student - local_pod_embedding(t.detach(), scales, normalize)
+        losses.append(weights[layer] * diff.norm(dim=1).mean())
+    return torch.stack(losses).sum() / len(losses)

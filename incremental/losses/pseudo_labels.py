@@ -79,6 +79,7 @@ def pseudo_label_candidates(
     teacher_logits: torch.Tensor,
     thresholds: torch.Tensor,
     representatives: torch.Tensor,
+    epsilon: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Replace unlabeled pixels' sets by PLOP pseudo-labels.
 
@@ -91,10 +92,12 @@ def pseudo_label_candidates(
         teacher_logits: (B, K, H, W).
         thresholds: (K,) entropy thresholds.
         representatives: (K,) long, the student class index of each teacher class.
+        epsilon: None: the factor is the accepted share of each image's unlabeled pixels, 1
+            where an image has none; a number: PLOP's ``accepted / (unlabeled + epsilon)``
+            (PLOP ``train.py`` lines 281-289, with 1e-6), 0 where an image has none.
 
     Returns:
-        new candidates (B, C, H, W) bool, and (B,) the share of each image's unlabeled pixels
-        that got a pseudo-label (1 where an image has none), PLOP's loss factor.
+        new candidates (B, C, H, W) bool, and (B,) each image's loss factor.
     """
     num_classes = candidates.shape[1]
     unlabeled = unlabeled_pixels(candidates)
@@ -109,6 +112,8 @@ def pseudo_label_candidates(
     out = torch.where(accepted[:, None], pseudo, candidates)
     out = out | rejected[:, None]
     counted = unlabeled.flatten(1).sum(dim=1)
+    if epsilon is not None:
+        return out, accepted.flatten(1).sum(dim=1) / (counted + epsilon)
     factor = accepted.flatten(1).sum(dim=1) / counted.clamp_min(1)
     factor = torch.where(counted > 0, factor, torch.ones_like(factor))
     return out, factor

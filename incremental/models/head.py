@@ -71,6 +71,7 @@ def expand_head(
     *,
     init: str = "mass_preserving",
     classifier: str | None = None,
+    remainder_share: float | None = None,
 ) -> nn.Module:
     """A copy of the teacher ``model`` whose classifier outputs the student's classes.
 
@@ -81,9 +82,15 @@ def expand_head(
         init: ``"mass_preserving"``, or ``"random"`` (old classes keep their rows, created
             classes get the layer's default random init; naive fine-tuning).
         classifier: the classifier's qualified name, if it cannot be found automatically.
+        remainder_share: for a split parent P, the share π of P's probability its remainder
+            starts with (the children share ``1 - π`` equally): biases ``b_P + log π`` and
+            ``b_P + log((1 - π) / n)``, so the set's probability is still P's exactly. None:
+            every member of a set gets an equal share (``b_P - log k``).
     """
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    if remainder_share is not None and not 0.0 < remainder_share < 1.0:
+        raise ValueError(f"remainder_share must be in (0, 1), got {remainder_share}")
     transition = teacher_map.transition
     student = copy.deepcopy(model)
     # The teacher is usually frozen and in eval mode by now (a loaded or tested model); the
@@ -107,13 +114,26 @@ def expand_head(
         )
     new = replace_classifier(student, name, transition.num_student_classes)
     index = {c: i for i, c in enumerate(transition.student_classes)}
+    remainders = {s.remainder: s for s in transition.splits}
     for k, (old_class, members) in enumerate(teacher_map.sets.items()):
         if init == "random":
             members = (transition.representative(old_class),)
-        shift = math.log(len(members))
+        shifts = _log_shares(members, remainders, remainder_share)
         for member in members:
             c = index[member]
             new.weight[c] = old.weight[k]
             if old.bias is not None:
-                new.bias[c] = old.bias[k] - shift
+                new.bias[c] = old.bias[k] + shifts[member]
     return student
+
+
+def _log_shares(
+    members: tuple[str, ...], remainders: dict, remainder_share: float | None
+) -> dict[str, float]:
+    """The log of each member's share of its old class's probability at step start (the
+    shares sum to 1)."""
+    remainder = next((m for m in members if m in remainders), None)
+    if remainder_share is None or remainder is None or len(members) == 1:
+        return {m: -math.log(len(members)) for m in members}
+    others = math.log((1.0 - remainder_share) / (len(members) - 1))
+    return {m: math.log(remainder_share) if m == remainder else others for m in members}

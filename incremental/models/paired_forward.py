@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from incremental.models.create import segment_with_features
+from incremental.models.features import FEATURE_LAYERS, segment_with_features
 from incremental.models.head import find_classifier
 
 
@@ -109,7 +109,8 @@ class PairedForward:
     Args:
         student: the network being trained.
         teacher: the frozen old model, or None.
-        features: also return feature maps of both (for feature distillation).
+        features: also return these feature maps of both (for feature distillation): one of
+            :data:`~incremental.models.features.FEATURE_LAYERS`, or None.
         shared: the head name from :func:`shared_head` when the student's body is frozen:
             one body forward feeds both heads.
     """
@@ -119,13 +120,15 @@ class PairedForward:
         student: nn.Module,
         teacher: nn.Module | None,
         *,
-        features: bool = False,
+        features: str | None = None,
         shared: str | None = None,
     ) -> None:
         if (features or shared) and teacher is None:
             raise ValueError("feature maps and a shared body need a teacher")
         if features and shared:
             raise ValueError("feature distillation compares two bodies: no shared forward")
+        if features is not None and features not in FEATURE_LAYERS:
+            raise ValueError(f"features: {features!r} is not one of {list(FEATURE_LAYERS)}")
         self.student, self.teacher = student, teacher
         self.features, self.shared = features, shared
 
@@ -137,11 +140,13 @@ class PairedForward:
         if self.teacher is not None:
             with torch.inference_mode():
                 if self.features:
-                    teacher_logits, teacher_features = segment_with_features(self.teacher, images)
+                    teacher_logits, teacher_features = segment_with_features(
+                        self.teacher, images, self.features
+                    )
                 else:
                     teacher_logits = self.teacher(images)
         if self.features:
-            logits, student_features = segment_with_features(self.student, images)
+            logits, student_features = segment_with_features(self.student, images, self.features)
         else:
             logits = self.student(images)
         return Forwards(logits, teacher_logits, student_features, teacher_features)

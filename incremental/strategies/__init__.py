@@ -13,6 +13,7 @@ from incremental.strategies.components import (
     PartialCE,
     PseudoLabel,
     Refine,
+    SelfTrainWithinSets,
     SetKD,
 )
 from incremental.strategies.composition import INITS, Strategy, StrategyState
@@ -39,6 +40,7 @@ __all__ = [
     "PartialCE",
     "PseudoLabel",
     "Refine",
+    "SelfTrainWithinSets",
     "SetKD",
     "StepContext",
     "Strategy",

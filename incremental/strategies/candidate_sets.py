@@ -4,9 +4,16 @@ teacher-refined sets, set distillation and mass-preserving head expansion."""
 from __future__ import annotations
 
 from incremental.labels import LabelReading
-from incremental.strategies.components import PartialCE, Refine, SetKD
+from incremental.strategies.components import PartialCE, Refine, SelfTrainWithinSets, SetKD
 from incremental.strategies.composition import Strategy
 from incremental.strategies.registry import register_strategy
+
+#: ``distillation`` setting -> SetKD's conditioning (or none).
+DISTILLATIONS = {
+    "set": "none",
+    "label_conditioned": "label",
+    "label_consistent": "label_consistent",
+}
 
 
 @register_strategy("candidate-sets")
@@ -18,27 +25,39 @@ def candidate_sets(
     refine_threshold: float = 0.7,
     refine_criterion: str = "confidence",
     init: str = "mass_preserving",
+    remainder_share: float | None = None,
+    self_training: float | None = None,
 ) -> Strategy:
     """Candidate sets.
 
     Args:
         kd_weight, temperature: set distillation's weight and teacher temperature.
         distillation: ``"set"``, ``"label_conditioned"`` (the teacher keeps only classes
-            compatible with the label) or ``"none"``.
+            compatible with the label), ``"label_consistent"`` (that, and the student side
+            restricted to the label's set) or ``"none"``.
         refine, refine_threshold, refine_criterion: teacher-refined sets.
         init: head expansion, ``"mass_preserving"`` or ``"random"``.
+        remainder_share: a split remainder's share of its parent at step start (None: equal).
+        self_training: within-set self-training threshold on old labels' multi-class sets
+            (None: off); see :class:`SelfTrainWithinSets`.
     """
-    kd = {"set": "none", "label_conditioned": "label"}
-    if distillation not in (*kd, "none"):
-        raise ValueError(
-            f"distillation: {distillation!r} is not one of ['set', 'label_conditioned', 'none']"
-        )
+    if distillation not in (*DISTILLATIONS, "none"):
+        raise ValueError(f"distillation: {distillation!r} is not one of {[*DISTILLATIONS, 'none']}")
     terms = [PartialCE()]
     if distillation != "none":
-        terms.append(SetKD(kd_weight, temperature, conditioning=kd[distillation]))
-    transforms = (Refine(refine_threshold, refine_criterion),) if refine else ()
+        terms.append(SetKD(kd_weight, temperature, conditioning=DISTILLATIONS[distillation]))
+    transforms = []
+    if refine:
+        transforms.append(Refine(refine_threshold, refine_criterion))
+    if self_training is not None:
+        transforms.append(SelfTrainWithinSets(self_training))
     return Strategy(
-        "candidate-sets", LabelReading(), init=init, transforms=transforms, terms=tuple(terms)
+        "candidate-sets",
+        LabelReading(),
+        init=init,
+        remainder_share=remainder_share,
+        transforms=tuple(transforms),
+        terms=tuple(terms),
     )
 
 

@@ -9,6 +9,7 @@ callbacks that maintain it. New pieces only need these few members.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -17,6 +18,7 @@ import torch
 
 from incremental.labels import StepLabels
 from incremental.losses import (
+    label_consistent_distillation,
     local_pod_loss,
     partial_cross_entropy,
     pseudo_label_candidates,
@@ -24,6 +26,9 @@ from incremental.losses import (
     set_distillation,
 )
 from incremental.strategies.step import StepContext
+
+#: How set distillation reads the label's sets (see :class:`SetKD`).
+CONDITIONINGS = ("none", "label", "label_consistent")
 
 
 class Component:
@@ -90,12 +95,20 @@ class PseudoLabel(Component):
 
     Attributes:
         base_threshold: the thresholds' floor (PLOP's 0.001).
+        image_factor: ``"plop"``, PLOP's ``accepted / (unlabeled + 1e-6)`` per image (0 for an
+            image without unlabeled pixels; ``train.py`` lines 281-289), or ``"share"``, the
+            accepted share with 1 for such an image (the ``plop-normalised`` variant).
     """
 
     base_threshold: float = 0.001
+    image_factor: str = "plop"
     needs_teacher: ClassVar[bool] = True
     #: the state tensor holding the (K,) thresholds; -1 until fitted.
     STATE: ClassVar[str] = "entropy_thresholds"
+
+    def __post_init__(self) -> None:
+        if self.image_factor not in ("plop", "share"):
+            raise ValueError(f"image_factor: {self.image_factor!r} is not one of ['plop', 'share']")
 
     def initial_state(self, labels: StepLabels) -> dict[str, torch.Tensor]:
         return {self.STATE: torch.full((labels.transition.num_old_classes,), -1.0)}
@@ -111,10 +124,48 @@ class PseudoLabel(Component):
             step.require_teacher("PseudoLabel"),
             step.state[self.STATE],
             step.representatives,
+            epsilon=1e-6 if self.image_factor == "plop" else None,
         )
         return step.replace(
             candidates=candidates, image_factor=factor, informative=~candidates.all(dim=1)
         )
+
+
+@dataclass(frozen=True)
+class SelfTrainWithinSets(Component):
+    """Within-set self-training: at a pixel whose label's set is one of T's larger sets (an old
+    image's "footwear" = {footwear_other, sneaker}, or its "background" = {background, bag}),
+    once the student is confident within the set (one member holds at least ``threshold`` of
+    the set's probability), the set becomes that member. Old images then give the split (or
+    the hidden new class) evidence of the student's own, instead of only parent-level labels.
+
+    Attributes:
+        threshold: the member's share of the set's probability that counts as confident.
+    """
+
+    threshold: float = 0.9
+
+    def __post_init__(self) -> None:
+        if not 0.5 < self.threshold <= 1.0:
+            raise ValueError(f"self_training threshold must be in (0.5, 1], got {self.threshold}")
+
+    def __call__(self, step: StepContext) -> StepContext:
+        with torch.no_grad():
+            sets = step.label_candidates
+            larger = step.teacher_sets[step.teacher_sets.sum(dim=1) > 1]  # (L, C)
+            if not len(larger):
+                return step
+            family = torch.zeros_like(step.informative)
+            for members in larger:
+                family |= (sets == members[None, :, None, None]).all(dim=1)
+            within = step.probs * sets
+            best, index = within.max(dim=1)
+            confident = family & (best >= self.threshold * within.sum(dim=1))
+            if not bool(confident.any()):
+                return step
+            chosen = torch.zeros_like(sets).scatter_(1, index[:, None], True)
+            candidates = torch.where(confident[:, None], chosen, step.candidates)
+        return step.replace(candidates=candidates)
 
 
 # ---------------------------------------------------------------------- loss terms
@@ -128,10 +179,15 @@ class PartialCE(Component):
         class_weights: None, or ``"inverse_frequency"`` (median-frequency balancing over the
             training labels' singleton pixels, computed before training).
         focal_gamma: focal modulation, 0 = off.
+        normalization: ``"informative"``, the mean over the pixels whose set says something
+            (this project's), or ``"all_pixels"``, the sum divided by every pixel of the batch,
+            ignored ones included (MiB's and PLOP's training code: ``reduction="none"`` then
+            ``.mean()``, MiB ``train.py`` lines 103-107, PLOP ``train.py`` lines 341-352).
     """
 
     class_weights: str | None = None
     focal_gamma: float = 0.0
+    normalization: str = "informative"
     name: ClassVar[str] = "ce"
 
     def __post_init__(self) -> None:
@@ -141,20 +197,29 @@ class PartialCE(Component):
             )
         if self.focal_gamma < 0:
             raise ValueError(f"focal_gamma must be >= 0, got {self.focal_gamma}")
+        if self.normalization not in ("informative", "all_pixels"):
+            raise ValueError(
+                f"normalization: {self.normalization!r} is not one of ['informative', 'all_pixels']"
+            )
 
     def __call__(self, step: StepContext) -> torch.Tensor:
         per_image = step.image_factor is not None
+        all_pixels = self.normalization == "all_pixels"
         ce = partial_cross_entropy(
             step.logits,
             step.candidates,
             step.class_weights,
             self.focal_gamma,
-            reduction="none" if per_image else "mean",
+            reduction="none" if per_image or all_pixels else "mean",
             informative=step.informative,
             probs=step.probs,
         )
         if per_image:
-            ce = (ce * step.image_factor[:, None, None]).sum() / step.informative.sum().clamp_min(1)
+            ce = ce * step.image_factor[:, None, None]
+        if all_pixels:
+            return ce.sum() / ce.numel()
+        if per_image:
+            return ce.sum() / step.informative.sum().clamp_min(1)
         return ce
 
 
@@ -166,45 +231,102 @@ class SetKD(Component):
     Attributes:
         weight: the term's factor.
         temperature: teacher softmax temperature.
-        conditioning: ``"none"``, or ``"label"``: q keeps only the teacher classes whose T(k)
-            meets the label's set, renormalised.
+        conditioning: ``"none"``; ``"label"``: q keeps only the teacher classes whose T(k)
+            meets the label's set, renormalised; ``"label_consistent"``: that, and the student
+            side of k is T(k) ∩ S where the label's set S is a proper multi-class set
+            (:func:`~incremental.losses.label_consistent_distillation`).
+        normalization: ``"sum"`` over the teacher's classes (this project's), or
+            ``"old_classes"``: divided by their number K, MiB's average over the old classes
+            (``UnbiasedKnowledgeDistillationLoss``, MiB ``utils/loss.py`` line 165).
     """
 
     weight: float = 1.0
     temperature: float = 1.0
     conditioning: str = "none"
+    normalization: str = "sum"
     name: ClassVar[str] = "kd"
     needs_teacher: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        if self.conditioning not in ("none", "label"):
-            raise ValueError(f"conditioning: {self.conditioning!r} is not one of ['none', 'label']")
+        if self.conditioning not in CONDITIONINGS:
+            raise ValueError(
+                f"conditioning: {self.conditioning!r} is not one of {list(CONDITIONINGS)}"
+            )
+        if self.normalization not in ("sum", "old_classes"):
+            raise ValueError(
+                f"normalization: {self.normalization!r} is not one of ['sum', 'old_classes']"
+            )
 
     def __call__(self, step: StepContext) -> torch.Tensor:
-        return self.weight * set_distillation(
-            step.logits,
-            step.require_teacher("SetKD"),
-            step.teacher_sets,
-            self.temperature,
-            step.label_candidates if self.conditioning == "label" else None,
-            probs=step.probs,
-        )
+        teacher = step.require_teacher("SetKD")
+        if self.conditioning == "label_consistent":
+            loss = label_consistent_distillation(
+                step.logits,
+                teacher,
+                step.teacher_sets,
+                step.label_candidates,
+                self.temperature,
+                probs=step.probs,
+            )
+        else:
+            loss = set_distillation(
+                step.logits,
+                teacher,
+                step.teacher_sets,
+                self.temperature,
+                step.label_candidates if self.conditioning == "label" else None,
+                probs=step.probs,
+            )
+        if self.normalization == "old_classes":
+            loss = loss / step.teacher_sets.shape[0]
+        return self.weight * loss
 
 
 @dataclass(frozen=True)
 class LocalPOD(Component):
     """Local POD feature distillation (:func:`~incremental.losses.local_pod_loss`).
 
+    ``Σ_l w_l · mean_b ||POD(student_l) - POD(teacher_l)||₂ / L`` over the feature layers,
+    times ``sqrt(C / C_new)`` with ``schedule``. PLOP's form (``plop``): ``layers="plop"`` (each
+    ResNet stage before its last activation, the decoder output and the logits before
+    upsampling), ``normalize=False``, ``weight=0.01`` for the features and ``logits_weight=0.0005``
+    for the logits (the student's logits summed over each T(k), so that its new classes add to
+    the background's, as PLOP's ``extra_channels: sum``), ``schedule=True`` (PLOP ``train.py``
+    lines 716-972). The normalised variant (``plop-normalised``): stage outputs and the decoder
+    output, each pool L2-normalised, no logits term, no schedule.
+
     Attributes:
-        weight: the term's factor.
+        weight: w_l of the feature layers.
+        logits_weight: w_l of the logits layer (``layers="plop"``).
+        normalize: L2-normalise each pool.
+        schedule: multiply by ``sqrt(C / C_new)``, C the student's classes, C_new the step's.
+        layers: ``"stages"`` or ``"plop"`` (:data:`~incremental.models.FEATURE_LAYERS`).
     """
 
     weight: float = 0.01
+    logits_weight: float = 0.0005
+    normalize: bool = False
+    schedule: bool = True
+    layers: str = "plop"
     name: ClassVar[str] = "pod"
     needs_teacher: ClassVar[bool] = True
     needs_features: ClassVar[bool] = True
 
+    def __post_init__(self) -> None:
+        if self.layers not in ("stages", "plop"):
+            raise ValueError(f"layers: {self.layers!r} is not one of ['stages', 'plop']")
+
     def __call__(self, step: StepContext) -> torch.Tensor:
-        if step.student_features is None or step.teacher_features is None:
+        student, teacher = step.student_features, step.teacher_features
+        if student is None or teacher is None:
             raise ValueError("LocalPOD needs the student's and the teacher's feature maps")
-        return self.weight * local_pod_loss(step.student_features, step.teacher_features)
+        weights = [self.weight] * len(student)
+        if self.layers == "plop":  # the last maps are logits: the student's summed over T(k)
+            sets = step.teacher_sets.to(student[-1].dtype)
+            student = [*student[:-1], torch.einsum("kc,bchw->bkhw", sets, student[-1])]
+            weights[-1] = self.logits_weight
+        loss = local_pod_loss(student, teacher, normalize=self.normalize, layer_weights=weights)
+        if self.schedule:
+            num_old, num_classes = step.teacher_sets.shape
+            loss = loss * math.sqrt(num_classes / max(num_classes - num_old, 1))
+        return loss

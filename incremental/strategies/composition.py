@@ -33,6 +33,9 @@ class Strategy:
         name: the strategy's name (results rows, W&B).
         reading: how the datasets' labels are read into candidate sets.
         init: ``"mass_preserving"``, ``"random"`` or ``"scratch"`` (see :data:`INITS`).
+        remainder_share: with mass-preserving init, a split remainder's share of its parent's
+            probability at step start (None: equal shares; see
+            :func:`~incremental.models.expand_head`).
         transforms: candidate transforms, applied in order.
         terms: loss terms, summed.
         freeze: train only the created classes' classifier rows (the rest of the network, batch
@@ -44,6 +47,7 @@ class Strategy:
     name: str
     reading: LabelReading = field(default_factory=LabelReading)
     init: str = "mass_preserving"
+    remainder_share: float | None = None
     transforms: tuple[Component, ...] = ()
     terms: tuple[Component, ...] = (PartialCE(),)
     freeze: bool = False
@@ -55,6 +59,8 @@ class Strategy:
         object.__setattr__(self, "terms", tuple(self.terms))
         if self.init not in INITS:
             raise ValueError(f"init: {self.init!r} is not one of {list(INITS)}")
+        if self.remainder_share is not None and not 0.0 < self.remainder_share < 1.0:
+            raise ValueError(f"remainder_share must be in (0, 1), got {self.remainder_share}")
         if self.init == "scratch" and not self.reading.full_labels:
             raise ValueError("init='scratch' needs fully labeled data (the oracle)")
         if not 0.0 < self.old_share < 1.0:
@@ -79,6 +85,14 @@ class Strategy:
     def needs_features(self) -> bool:
         """Whether a term reads feature maps (two full forwards, features kept)."""
         return any(c.needs_features for c in self.components)
+
+    @property
+    def feature_layers(self) -> str | None:
+        """Which feature maps the terms read (one set for all), or None."""
+        layers = {c.layers for c in self.components if c.needs_features}
+        if len(layers) > 1:
+            raise ValueError(f"strategy {self.name!r}: terms read different layers {layers}")
+        return next(iter(layers), None)
 
     @property
     def class_weighting(self) -> str | None:
@@ -123,6 +137,7 @@ class Strategy:
             "name": self.name,
             "reading": self.reading.to_dict(),
             "init": self.init,
+            "remainder_share": self.remainder_share,
             "transforms": [t.describe() for t in self.transforms],
             "terms": [t.describe() for t in self.terms],
             "freeze": self.freeze,

@@ -45,6 +45,12 @@ def list_strategies() -> list[str]:
     return list(_FACTORIES)
 
 
+def strategy_module(name: str) -> str:
+    """The module whose import registers strategy ``name`` (a fresh process imports it)."""
+    base, _ = parse_strategy_name(name)
+    return _FACTORIES[base].__module__
+
+
 def parse_strategy_name(name: str) -> tuple[str, bool]:
     """``"candidate-sets+replay"`` -> ``("candidate-sets", True)``; errors name the problem."""
     base, plus, suffix = name.partition("+")

@@ -20,6 +20,7 @@ from incremental.models import load_model_file
 TINY_SIZES = {"old_train": 8, "new_train": 8, "val": 4, "test": 4, "old_val": 4}
 FAST = [
     "--wandb", "disabled",
+    "--jobs", "1",
     "--set", "train.epochs=1",
     "--set", "train.batch_size=4",
     "--set", "train.limit_train_batches=2",

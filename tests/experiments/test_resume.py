@@ -24,6 +24,7 @@ CONFIG = {
     "strategies": ["candidate-sets"],
     "seeds": [0],
     "wandb": "disabled",
+    "jobs": 1,  # in this process (a test of parallel jobs sets its own)
     "train_old": {"epochs": 1, "batch_size": 4, "progress_bar": False, "limit_train_batches": 2},
     "train": {
         "epochs": 3,

@@ -16,6 +16,7 @@ TINY = {
     "strategies": ["finetune", "candidate-sets+replay"],
     "seeds": [0],
     "wandb": "disabled",
+    "jobs": 1,  # in this process (a test of parallel jobs sets its own)
     "train_old": {"epochs": 1, "batch_size": 4, "progress_bar": False, "limit_train_batches": 3},
     "train": {"epochs": 1, "batch_size": 4, "progress_bar": False, "limit_train_batches": 2},
     "scenario_overrides": {
@@ -139,3 +140,22 @@ def test_multi_step_paper_task_chains_steps(tmp_path):
         tmp_path / "out" / "models" / "voc-15-1@step5" / "candidate-sets-seed0.pt"
     )
     assert len(last.classes) == 21
+
+
+@pytest.mark.slow
+def test_parallel_jobs_write_every_run(tmp_path, config_file, capsys):
+    """Two single-threaded jobs: old models first, then every (scenario, seed, strategy)
+    chain; the main process writes the results of all, and --resume runs nothing again."""
+    out = tmp_path / "parallel"
+    argv = [str(config_file), "--output", str(out), "--jobs", "2", "--seeds", "0,1",
+            "--scenarios", "fashion-new-class"]  # fmt: skip
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "2 old model(s), then 4 run(s), 2 jobs" in text
+    results = pd.read_csv(out / "results.csv")
+    assert sorted(zip(results["strategy"], results["seed"], strict=True)) == [
+        ("candidate-sets", 0), ("candidate-sets", 1), ("finetune", 0), ("finetune", 1)
+    ]  # fmt: skip
+    assert len(list((out / "models").rglob("*.pt"))) == 4
+    assert main([*argv, "--resume"]) == 0
+    assert capsys.readouterr().out.count("finished before: kept") == 4

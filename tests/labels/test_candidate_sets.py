@@ -154,6 +154,18 @@ class TestOptions:
         t = table(old_images(), bag_images(absent=("car",)), police_images())
         assert t.candidate_set("bags", 0) == {"background", "coat"}
 
+    def test_old_images_can_say_a_new_class_is_absent(self):
+        """Old images known to hold no bag: their background is background, not
+        {background, bag} (negative evidence for bag when replayed)."""
+        t = table(old_images(absent=("bag",)), bag_images(), police_images())
+        assert t.candidate_set("old", 0) == {"background"}
+        assert t.candidate_set("old", 2) == {"car_other", "police_car"}
+        assert table().candidate_set("old", 0) == {"background", "bag"}
+
+    def test_absent_unknown_name(self):
+        with pytest.raises(ValueError, match=r"absent: 'boat' is neither one of the student's"):
+            table(old_images(absent=("boat",)), bag_images(), police_images())
+
 
 class TestErrors:
     def test_no_declarations(self):

@@ -117,3 +117,26 @@ class TestSegmentWithFeatures:
     def test_not_smp(self):
         with pytest.raises(TypeError, match="Conv2d has no encoder/decoder/segmentation_head"):
             segment_with_features(nn.Conv2d(3, 2, 1), torch.randn(1, 3, 8, 8))
+
+    @pytest.mark.parametrize("encoder", ["tu-test_resnet", "resnet18"])  # timm's, torchvision's
+    def test_plop_layers_are_stage_preactivations(self, encoder):
+        """PLOP's layers: each stage before its last activation (so with negative values, whose
+        ReLU is the stage output smp returns), the decoder output, the logits before upsampling."""
+        torch.manual_seed(0)
+        model = create_model(arch="DeepLabV3", encoder=encoder, num_classes=4).eval()
+        x = torch.randn(2, 3, 64, 64)
+        with torch.no_grad():
+            logits, feats = segment_with_features(model, x, "plop")
+            stages = model.encoder(x)[2:]
+            direct = model(x)
+        torch.testing.assert_close(logits, direct)  # the hooks change nothing
+        assert len(feats) == 6
+        for pre, post in zip(feats[:4], stages, strict=True):
+            torch.testing.assert_close(pre.relu(), post)
+        assert any(bool((pre < 0).any()) for pre in feats[:4])  # not the activations themselves
+        assert feats[5].shape == (2, 4, 8, 8)  # DeepLabV3 upsamples 8x after its classifier
+        torch.testing.assert_close(model.segmentation_head[1](feats[5]), logits)
+
+    def test_plop_layers_unknown(self, tiny):
+        with pytest.raises(ValueError, match="layers: 'pod'"):
+            segment_with_features(tiny, torch.randn(1, 3, 32, 32), "pod")

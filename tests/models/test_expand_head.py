@@ -151,3 +151,22 @@ def test_student_of_a_frozen_eval_teacher_trains(teacher):
     assert all(m.training for m in student.modules())
     assert all(p.requires_grad for p in student.parameters())
     assert not any(m.training for m in frozen.modules())
+
+
+@pytest.mark.parametrize("share", [0.5, 0.9])
+def test_remainder_share_keeps_the_parent_mass(teacher, images, share):
+    """The remainder starts with ``share`` of its parent's probability, the child with the rest;
+    every set's probability still equals the teacher's class's."""
+    teacher_map = TeacherMap(TRANSITIONS["both"])
+    student = expand_head(teacher, teacher_map, remainder_share=share).eval()
+    with torch.no_grad():
+        p_teacher = teacher(images).softmax(dim=1)
+        p_student = student(images).softmax(dim=1)
+    p_sets = torch.einsum("kc,bchw->bkhw", teacher_map.matrix.to(p_student.dtype), p_student)
+    assert (p_sets - p_teacher).abs().max() <= 1e-5
+    classes = TRANSITIONS["both"].student_classes
+    car = p_teacher[:, OLD.index("car")]
+    remainder = p_student[:, classes.index("car_other")]
+    torch.testing.assert_close(remainder, share * car, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="remainder_share must be in"):
+        expand_head(teacher, teacher_map, remainder_share=1.0)

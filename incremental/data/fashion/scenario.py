@@ -101,10 +101,13 @@ def build_fashion_scenario(config: FashionScenarioConfig | Mapping[str, Any]) ->
     val_images, val_items = scenes("val", "val", [], every)
     test_images, test_items = scenes("test", "test", [], every)
 
+    # Old scenes are drawn without the added classes: they say so, and a replayed old
+    # "background" is background, not {background, bag}.
     old_decl = LabelDeclaration(
         "old_train",
         {**{k: c for k, c in enumerate(transition.old_classes)}, IGNORE_INDEX: IGNORE},
         vocabulary="old",
+        absent=transition.new_classes,
     )
     new_values = {0: UNLABELED, IGNORE_INDEX: IGNORE}
     new_values.update({i + 1: c for i, c in enumerate(step_classes)})
@@ -128,6 +131,7 @@ def build_fashion_scenario(config: FashionScenarioConfig | Mapping[str, Any]) ->
         val=ArraySource(val_images, student_lut[val_items + 1], full("val")),
         test=ArraySource(test_images, student_lut[test_items + 1], full("test")),
         old_val=ArraySource(old_val_images, old_lut[old_val_items + 1], old_decl),
+        old_test=ArraySource(test_images, old_lut[test_items + 1], old_decl),
         old_train_full=ArraySource(old_images, student_lut[old_items + 1], full("old_train_full")),
         new_train_full=ArraySource(new_images, student_lut[new_items + 1], full("new_train_full")),
         info={

@@ -200,7 +200,15 @@ def class_name_problems(
             # teacher has it (e.g. a split parent).
             known = set(transition.student_classes) | set(transition.old_classes)
             what = f"the student's classes {list(transition.student_classes)}"
-        unknown = _unknown_names(declaration, where, known, what)
+        # "absent" may name a class of either vocabulary (a new class absent from old images).
+        either = set(transition.student_classes) | set(transition.old_classes)
+        both = f"the student's or the teacher's classes {sorted(either)}"
+        unknown = _unknown_names(declaration, where, known, what, skip="absent")
+        unknown += [
+            Problem(where, f"labels: absent: class {name!r} is not one of {both}")
+            for name in declaration.absent
+            if name not in either
+        ]
         problems += unknown
         if not unknown:
             try:
@@ -211,12 +219,12 @@ def class_name_problems(
 
 
 def _unknown_names(
-    declaration: LabelDeclaration, where: str, known: set[str], what: str
+    declaration: LabelDeclaration, where: str, known: set[str], what: str, skip: str = ""
 ) -> list[Problem]:
     return [
         Problem(where, f"labels: {place}: class {name!r} is not one of {what}")
         for place, name in _named_classes(declaration)
-        if name not in known
+        if name not in known and place != skip
     ]
 
 
