@@ -36,6 +36,7 @@ class ExperimentConfig:
         output: output folder (default ``outputs/<name>``).
         cache_dir: where trained old models are cached by a hash of their config.
         wandb: ``offline``, ``online`` or ``disabled``.
+        wandb_artifacts: upload the model files as an artifact of the summary run.
         model: ``incremental.models.create_model`` arguments (``name`` or ``arch``/``encoder``).
         train_old, train: loop settings of step 0 and step 1.
         strategy_overrides: per strategy name, settings applied over its preset.
@@ -70,6 +71,7 @@ class ExperimentConfig:
     cache_dir: str = "outputs/cache"
     wandb: str = "offline"
     wandb_project: str = "incremental"
+    wandb_artifacts: bool = True
     model: dict[str, Any] = field(default_factory=lambda: {"name": "tiny-unet"})
     train_old: TrainConfig = field(default_factory=TrainConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

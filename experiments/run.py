@@ -36,10 +36,12 @@ from experiments.report import (
     write_summary,
 )
 from experiments.steps import old_model, plain, strategy_chain
+from experiments.tracking import log_summary_run
 from experiments.units import chain_job, import_modules, old_model_job
 from incremental.data import DatasetError, as_sources, build_scenarios
 from incremental.strategies import list_strategies
 from incremental.strategies.registry import strategy_module
+from incremental.trainer import check_trainer_arguments
 from incremental.workflow import TrainConfig
 
 log = logging.getLogger("experiments.run")
@@ -143,8 +145,9 @@ def check_devices(config: DictConfig) -> None:
         )
 
 
-def check_strategy_train(config: DictConfig, runs: list) -> None:
-    """``strategy_train`` names known strategies and TrainConfig keys only."""
+def check_train_settings(config: DictConfig, runs: list) -> None:
+    """``strategy_train`` names known strategies and TrainConfig keys only; every ``trainer``
+    mapping holds ``lightning.Trainer`` arguments only. Errors name the key."""
     known = {r.name for r in runs} | set(list_strategies())
     fields = set(TrainConfig.__dataclass_fields__)
     for name, settings in plain(config.strategy_train).items():
@@ -155,6 +158,14 @@ def check_strategy_train(config: DictConfig, runs: list) -> None:
             raise ConfigError(
                 f"strategy_train.{name}: unknown key(s) {unknown}; known: {sorted(fields)}"
             )
+    sections = {"train_old": plain(config.train_old), "train": plain(config.train)}
+    for name, settings in plain(config.strategy_train).items():
+        sections[f"strategy_train.{name}"] = {**sections["train"], **settings}
+    for where, settings in sections.items():
+        try:
+            check_trainer_arguments(settings.get("trainer") or {}, f"{where}.trainer")
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
 
 
 def describe_sizes(scenario: Any) -> str:
@@ -188,7 +199,7 @@ def run_experiment(config: DictConfig) -> Any:
         runs = strategy_runs(list(config.strategies), plain(config.strategy_overrides))
     except ValueError as error:
         raise ConfigError(f"strategies: {error}") from None
-    check_strategy_train(config, runs)
+    check_train_settings(config, runs)
     jobs = resolve_jobs(config)
     configs = scenario_configs(config)
     steps = {}
@@ -297,6 +308,7 @@ def report(frame: Any, config: DictConfig, out: Path, seconds: float) -> None:
         print()
     for flag in oracle_flags(frame):
         print(flag)
+    log_summary_run(config, out, frame)
     print(f"results: {out / 'results.csv'}  summary: {out / 'summary.md'}")
 
 
@@ -305,12 +317,13 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
-    os.environ.setdefault("WANDB_SILENT", "true")
     args, overrides = parse_args(argv)
     try:
         config = load_config(args.config, overrides)
         if config.wandb == "offline":
             os.environ["WANDB_MODE"] = "offline"
+        if config.wandb != "online":  # online runs print their link (experiments.tracking)
+            os.environ.setdefault("WANDB_SILENT", "true")
         run_experiment(config)
     except (ConfigError, DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -46,7 +46,7 @@ def old_model(
     (scenario, model, step-0 settings, seed), trained if absent or ``retrain_old`` (and cached
     when this process ``writes``)."""
     if scenario.teacher is not None:
-        return StepResult(scenario.teacher.model, {}, None)
+        return StepResult(scenario.teacher.model, {}, None, metadata={"id": "given"})
     train = plain(config.train_old)
     payload = cache_payload(
         scenario_cfg, scenario.info.get("fashion_mnist"), plain(config.model), train, seed
@@ -58,19 +58,29 @@ def old_model(
     if found is not None:
         cached = load_model_file(found)
         log.info("old model: %s", found)
-        return StepResult(cached.build(), dict(cached.metadata.get("scores", {})), None)
+        scores = dict(cached.metadata.get("scores", {}))
+        return StepResult(cached.build(), scores, None, metadata={"id": key, "file": str(found)})
     directory = run_dir(out, scenario.name, "old-model", seed)
     loggers = make_loggers(
         config,
         directory,
         f"{scenario.name}/old-model/seed{seed}",
         [scenario.name, "old-model", f"seed{seed}"],
-        {"train": train, "scenario": scenario_cfg},
+        {
+            "scenario": scenario.name,
+            "seed": seed,
+            "model": plain(config.model),
+            "old_model": key,
+            "train": train,
+            "scenario_config": scenario_cfg,
+        },
+        job_type="old-model",
     )
     result = train_old_model(
         scenario, plain(config.model), TrainConfig(**train), seed, directory, loggers
     )
     finish(loggers)
+    result.metadata["id"] = key
     if writes:
         save_model_file(
             Path(config.cache_dir) / model_file_name(scenario.name, seed, key),
@@ -111,7 +121,19 @@ def strategy_step(
         directory,
         f"{scenario.name}/{run.label}/seed{seed}",
         tags,
-        {"strategy": strategy.describe(), "train": train, "scenario": scenario_cfg},
+        {
+            "strategy_name": strategy.name,
+            "strategy_label": run.label,
+            "replay": strategy.replay,
+            "seed": seed,
+            "scenario": scenario.name,
+            "model": spec,
+            "old_model": teacher.metadata.get("id"),
+            "strategy": strategy.describe(),
+            "train": train,
+            "scenario_config": scenario_cfg,
+        },
+        job_type="step",
     )
     started = time.time()
     last = directory / "checkpoints" / "last.ckpt"

@@ -144,3 +144,44 @@ class LogLossTerms(L.Callback):
             size = batch["image"].shape[0]
             for name, value in outputs["terms"].items():
                 pl_module.log(f"train/{name}", value, batch_size=size)
+
+
+class LogValidationImages(L.Callback):
+    """At each validation, a fixed set of validation images (the first ``count``) with their
+    ground truth and the prediction as masks, to the W&B loggers (others take no masks).
+
+    Args:
+        count: how many images.
+    """
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        loggers = [lg for lg in trainer.loggers if type(lg).__name__ == "WandbLogger"]
+        if not loggers or not trainer.is_global_zero or trainer.sanity_checking:
+            return
+        import wandb
+
+        from incremental.constants import IGNORE_INDEX
+        from incremental.data.transforms import MEAN, STD
+
+        loader = trainer.val_dataloaders
+        batch = next(iter(loader[0] if isinstance(loader, list) else loader))
+        images = batch["image"][: self.count].to(pl_module.device)
+        with torch.no_grad():
+            predicted = pl_module(images).argmax(dim=1).cpu()
+        mean, std = torch.tensor(MEAN).view(3, 1, 1), torch.tensor(STD).view(3, 1, 1)
+        labels = {i: c for i, c in enumerate(pl_module.classes)}
+        labels[len(labels)] = "ignore"
+        shown = []
+        for image, truth, guess in zip(images.cpu(), batch["mask"], predicted, strict=False):
+            pixels = ((image * std + mean).clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
+            truth = torch.where(truth == IGNORE_INDEX, len(labels) - 1, truth)
+            masks = {
+                "ground_truth": {"mask_data": truth.numpy(), "class_labels": labels},
+                "prediction": {"mask_data": guess.numpy(), "class_labels": labels},
+            }
+            shown.append(wandb.Image(pixels, masks=masks))
+        for logger in loggers:
+            logger.experiment.log({"val/images": shown, "trainer/global_step": trainer.global_step})

@@ -204,9 +204,9 @@ class IncrementalSegmenter(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         scores = self._scores(self.val_confusion)
-        for key in ("miou_all", "miou_old", "miou_new", "hiou"):
-            if not math.isnan(scores[key]):
-                self.log(f"val/{key}", scores[key], prog_bar=key == "miou_all", sync_dist=False)
+        for key, value in scores.items():  # overall, per-class and split scores
+            if not math.isnan(value):
+                self.log(f"val/{key}", value, prog_bar=key == "miou_all", sync_dist=False)
 
     def on_test_epoch_end(self) -> None:
         self.test_scores = self._scores(self.test_confusion)

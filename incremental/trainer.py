@@ -5,16 +5,17 @@ scores from the best checkpoint)."""
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger
 from torch import nn
 from torch.utils.data import DataLoader
 
+from incremental.callbacks import LogValidationImages
 from incremental.checkpoint_io import SafeCheckpointIO
 from incremental.data.core import SampleDataset, SegmentationSource
 from incremental.data.datamodule import IncrementalDataModule, pad_collate
@@ -46,10 +47,19 @@ class TrainConfig:
             the deterministic kernels wherever they exist and warns where a CUDA op has none
             (``True`` would stop there); on the CPU every op is deterministic either way.
         progress_bar: Lightning's progress bar.
+        progress_refresh_rate: redraw it every N batches (a log file of redraws grows less).
+        log_images: validation images logged each epoch with ground truth and prediction
+            masks, to the loggers that take them (W&B); 0: none.
         on_non_finite: ``"raise"`` or ``"skip"`` a batch whose loss is not finite.
         crop_size: random training crop (None: whole images).
-        augment: ``"none"``, ``"flip"`` or ``"full"`` training augmentation.
+        augment: ``"none"``, ``"flip"``, ``"full"`` or ``"paper"`` (MiB's and PLOP's random
+            resized crop to ``crop_size`` and flip) training augmentation.
+        eval_crop: evaluate on the central ``eval_crop`` square after resizing the shorter side
+            to it (the papers' protocol, 512); None: whole images.
         limit_train_batches, limit_val_batches: Lightning's, for smoke runs.
+        trainer: any other ``lightning.Trainer`` argument (``accumulate_grad_batches``,
+            ``gradient_clip_val``, ``max_steps``, ``log_every_n_steps``...), checked against
+            its signature.
     """
 
     epochs: int = 4
@@ -68,11 +78,15 @@ class TrainConfig:
     early_stopping_patience: int | None = None
     deterministic: Any = "warn"
     progress_bar: bool = True
+    progress_refresh_rate: int = 1
+    log_images: int = 4
     on_non_finite: str = "raise"
     crop_size: int | None = None
     augment: str = "full"
+    eval_crop: int | None = None
     limit_train_batches: Any = 1.0
     limit_val_batches: Any = 1.0
+    trainer: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -82,18 +96,63 @@ class StepResult:
     Attributes:
         device: where it trained (``"cpu"``, ``"cuda (NVIDIA H100 80GB HBM3)"``); empty for a
             model that was not trained here.
+        metadata: plain data about the model (its id, where it came from).
     """
 
     model: nn.Module
     scores: dict[str, float]
     best_checkpoint: str | None
     device: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+#: TrainConfig fields that set Trainer arguments: the ``trainer`` mapping may not set these.
+TRAINER_FIELDS = {
+    "max_epochs": "epochs",
+    "accelerator": "accelerator",
+    "devices": "devices",
+    "strategy": "strategy",
+    "num_nodes": "num_nodes",
+    "precision": "precision",
+    "deterministic": "deterministic",
+    "enable_progress_bar": "progress_bar",
+    "limit_train_batches": "limit_train_batches",
+    "limit_val_batches": "limit_val_batches",
+}
+#: Trainer arguments the framework owns (where checkpoints and logs go, its callbacks).
+TRAINER_OWNED = ("default_root_dir", "logger", "callbacks", "plugins", "enable_checkpointing")
+#: The framework's defaults for other Trainer arguments; the ``trainer`` mapping may override.
+TRAINER_DEFAULTS = {
+    "enable_model_summary": False,
+    "log_every_n_steps": 10,
+    "num_sanity_val_steps": 0,
+}
+
+
+def check_trainer_arguments(arguments: dict[str, Any], where: str = "train.trainer") -> None:
+    """Every key names an argument of ``lightning.Trainer`` that the config does not set
+    elsewhere; errors name the key."""
+    import inspect
+
+    accepted = set(inspect.signature(L.Trainer.__init__).parameters) - {"self"}
+    for key in arguments:
+        if key in TRAINER_FIELDS:
+            raise ValueError(f"{where}.{key}: set train.{TRAINER_FIELDS[key]} instead")
+        if key in TRAINER_OWNED:
+            raise ValueError(f"{where}.{key}: set by the framework, not configurable")
+        if key not in accepted:
+            raise ValueError(
+                f"{where}.{key}: not an argument of lightning.Trainer; accepted: "
+                f"{sorted(accepted - set(TRAINER_FIELDS) - set(TRAINER_OWNED))}"
+            )
 
 
 def make_trainer(
     config: TrainConfig, out_dir: Path, loggers: list[Logger] | None = None
 ) -> L.Trainer:
-    """A Trainer that keeps the best checkpoint on validation mIoU and the last one."""
+    """A Trainer that keeps the best checkpoint on validation mIoU and the last one; any other
+    Trainer argument comes from ``config.trainer``."""
+    check_trainer_arguments(config.trainer)
     callbacks: list[L.Callback] = [
         ModelCheckpoint(
             dirpath=out_dir / "checkpoints",
@@ -107,6 +166,10 @@ def make_trainer(
         callbacks.append(
             EarlyStopping(MONITOR, mode="max", patience=config.early_stopping_patience)
         )
+    if config.progress_bar:
+        callbacks.append(TQDMProgressBar(refresh_rate=config.progress_refresh_rate))
+    if config.log_images > 0 and any(type(lg).__name__ == "WandbLogger" for lg in loggers or []):
+        callbacks.append(LogValidationImages(config.log_images))
     return L.Trainer(
         default_root_dir=out_dir,
         max_epochs=config.epochs,
@@ -121,11 +184,9 @@ def make_trainer(
         # Atomic checkpoint writes; weights_only loads (resume, testing the best checkpoint).
         plugins=[SafeCheckpointIO()],
         enable_progress_bar=config.progress_bar,
-        enable_model_summary=False,
-        log_every_n_steps=10,
         limit_train_batches=config.limit_train_batches,
         limit_val_batches=config.limit_val_batches,
-        num_sanity_val_steps=0,
+        **{**TRAINER_DEFAULTS, **config.trainer},
     )
 
 
@@ -160,7 +221,7 @@ def evaluate(
 ) -> dict[str, float]:
     """The module's test scores on ``source`` (mask value = class index), one process."""
     loader = DataLoader(
-        SampleDataset(source, -1, eval_transform()),
+        SampleDataset(source, -1, eval_transform(config.eval_crop)),
         batch_size=config.eval_batch_size or config.batch_size,
         collate_fn=pad_collate,
     )

@@ -234,4 +234,5 @@ def _datamodule(
         seed=seed,
         crop_size=config.crop_size,
         augment=config.augment,
+        eval_crop=config.eval_crop,
     )

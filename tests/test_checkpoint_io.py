@@ -67,3 +67,20 @@ def test_model_file_save_is_atomic(tmp_path, monkeypatch):
         save_model_file(path, model, {"name": "tiny-unet"}, ["a", "c"])
     monkeypatch.undo()
     assert load_model_file(path).classes == ["a", "b"]
+
+
+def test_files_get_the_users_umask(tmp_path):
+    """Results, model files and checkpoints are readable by colleagues under umask 022."""
+    import os
+
+    from incremental.io import write_atomic
+
+    previous = os.umask(0o022)
+    try:
+        path = write_atomic(tmp_path / "results.csv", lambda f: f.write(b"a,b\n"))
+        assert (path.stat().st_mode & 0o777) == 0o644
+        os.umask(0o077)
+        private = write_atomic(tmp_path / "private.csv", lambda f: f.write(b"a\n"))
+        assert (private.stat().st_mode & 0o777) == 0o600
+    finally:
+        os.umask(previous)

@@ -133,7 +133,10 @@ class IncrementalDataModule(L.LightningDataModule):
         batch_size, num_workers: loader settings.
         seed: sampling seed.
         crop_size: random crop for training (None: whole images).
-        augment: ``"none"``, ``"flip"`` or ``"full"`` (see :func:`train_transform`).
+        augment: ``"none"``, ``"flip"``, ``"full"`` or ``"paper"`` (see
+            :func:`train_transform`).
+        eval_crop: evaluate on the central crop after resizing the shorter side (the papers'
+            512); None: whole images.
     """
 
     def __init__(
@@ -149,6 +152,7 @@ class IncrementalDataModule(L.LightningDataModule):
         seed: int = 0,
         crop_size: int | None = None,
         augment: str = "full",
+        eval_crop: int | None = None,
     ) -> None:
         super().__init__()
         if not train:
@@ -162,6 +166,7 @@ class IncrementalDataModule(L.LightningDataModule):
         self.seed = seed
         self.crop_size = crop_size
         self.augment = augment
+        self.eval_crop = eval_crop
 
     def train_dataloader(self) -> DataLoader:
         transform = train_transform(self.crop_size, augment=self.augment)
@@ -177,14 +182,16 @@ class IncrementalDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(
-            SampleDataset(self.val_source, -1, eval_transform()), self.eval_batch_size
+            SampleDataset(self.val_source, -1, eval_transform(self.eval_crop)),
+            self.eval_batch_size,
         )
 
     def test_dataloader(self) -> DataLoader:
         if self.test_source is None:
             raise ValueError("no test source given")
         return self._loader(
-            SampleDataset(self.test_source, -1, eval_transform()), self.eval_batch_size
+            SampleDataset(self.test_source, -1, eval_transform(self.eval_crop)),
+            self.eval_batch_size,
         )
 
     def _loader(

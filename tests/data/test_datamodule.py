@@ -86,3 +86,24 @@ def test_datamodule_batches_carry_dataset_rows():
     assert val["image"].shape == (4, 3, 32, 32)  # padded to the encoders' multiple
     with pytest.raises(ValueError, match="no test source"):
         dm.test_dataloader()
+
+
+def test_paper_augmentation_and_evaluation_crop():
+    """MiB's and PLOP's recipe: a random resized crop to the crop size and a flip; at
+    evaluation the shorter side resized to the crop size, then the central square."""
+    import numpy as np
+
+    from incremental.data.transforms import eval_transform, train_transform
+
+    image = np.random.default_rng(0).integers(0, 255, (24, 40, 3), dtype=np.uint8)
+    mask = np.zeros((24, 40), dtype=np.uint8)
+    mask[:, 20:] = 3
+    out = train_transform(16, augment="paper")(image=image, mask=mask)
+    assert out["image"].shape == (16, 16, 3) and out["mask"].shape == (16, 16)
+    assert set(np.unique(out["mask"])) <= {0, 3}  # nearest for labels: no invented values
+    evaluated = eval_transform(16)(image=image, mask=mask)
+    assert evaluated["mask"].shape == (16, 16)
+    # 24 x 40 -> 16 x 26 (shorter side 16), centre 16 x 16: columns 5..20 of the resized mask.
+    assert (evaluated["mask"][:, :8] == 0).all() and (evaluated["mask"][:, -5:] == 3).all()
+    with pytest.raises(ValueError, match="needs crop_size"):
+        train_transform(None, augment="paper")

@@ -92,6 +92,13 @@ def test_existing_results_are_not_overwritten(tmp_path, config_file, capsys):
         (["--scenarios", "nope"], "unknown scenario 'nope'"),
         (["--profile", "fast"], "unknown profile 'fast'"),
         (["--set", "strategy_overrides.mib.kd_wieght=1", "--strategies", "mib"], "kd_wieght"),
+        (["--set", "strategy_overrides.mibb.kd_weight=1"], "unknown strategy 'mibb'"),
+        (["--set", "train.trainer.accumulate_grad_batchez=2"], "train.trainer.accumulate_grad"),
+        (["--set", "train.trainer.max_epochs=2"], "set train.epochs instead"),
+        (["--set", "train.trainer.logger=false"], "set by the framework"),
+        (["--set", "strategy_train.joint.epochz=3"], "strategy_train.joint: unknown key"),
+        (["--set", "strategy_train.jont.epochs=3"], "strategy_train: unknown strategy 'jont'"),
+        (["--jobs", "0"], "jobs: expected 'auto' or an integer >= 1"),
     ],
 )
 def test_bad_config_is_a_clear_error(tmp_path, config_file, capsys, args, message):
@@ -159,3 +166,16 @@ def test_parallel_jobs_write_every_run(tmp_path, config_file, capsys):
     assert len(list((out / "models").rglob("*.pt"))) == 4
     assert main([*argv, "--resume"]) == 0
     assert capsys.readouterr().out.count("finished before: kept") == 4
+
+
+def test_trainer_arguments_pass_through(tmp_path, config_file):
+    """Any lightning.Trainer argument through the config: accumulation, clipping, logging."""
+    out = tmp_path / "acc"
+    argv = [str(config_file), "--output", str(out), "--scenarios", "fashion-new-class",
+            "--strategies", "finetune", "--set", "train.trainer.accumulate_grad_batches=2",
+            "--set", "train.trainer.gradient_clip_val=1.0",
+            "--set", "train.trainer.log_every_n_steps=1"]  # fmt: skip
+    assert main(argv) == 0
+    (metrics,) = (out / "runs").rglob("finetune/seed0/logs/*/metrics.csv")
+    logged = pd.read_csv(metrics).dropna(subset=["train/loss"])
+    assert list(logged["step"]) == [0]  # 2 batches, accumulated into one optimizer step

@@ -76,17 +76,27 @@ def build_paper_scenarios(
             )
         return held_out
 
+    def fully_labeled(source: PaperStepSource, step: int, what: str) -> PaperStepSource:
+        """The same images with every class seen by ``step`` labeled (the oracle's data)."""
+        seen = step_lut(seen_classes(dataset, task, step), num_classes)
+        declaration = eval_declaration(dataset, task, step, what)
+        return PaperStepSource(source.base, source.indices, seen, declaration)
+
     old_val = validation(0)
     scenarios = []
     for t, step in enumerate(later, start=1):
+        old_train = _subset(step0.train if t == 1 else step.replay[0], False, val_fraction)
+        new_train = _subset(step.train, False, val_fraction)
         scenarios.append(
             Scenario(
                 name=name if len(later) == 1 else f"{name}@step{t}",
                 transition=step.transition,
                 # Step 1 replays step 0's images in old labels (they also train the old
                 # model); later steps need them declared for that step (see docstring).
-                old_train=_subset(step0.train if t == 1 else step.replay[0], False, val_fraction),
-                new_train=_subset(step.train, False, val_fraction),
+                old_train=old_train,
+                new_train=new_train,
+                old_train_full=fully_labeled(old_train, t, "old-train-full"),
+                new_train_full=fully_labeled(new_train, t, "new-train-full"),
                 val=validation(t),
                 test=step.eval,
                 old_val=old_val,
