@@ -22,6 +22,21 @@ NON_SEMANTIC = ("progress_bar", "num_workers")
 SHIPPED_DIR = Path(__file__).resolve().parent / "old_models"
 
 
+#: Scenario settings that change only the new images, not the old ones nor the test scenes:
+#: variants that differ only in them share their old model.
+NEW_IMAGES_ONLY = ("name", "sibling_rate", "new_items_per_scene")
+NEW_IMAGE_SIZES = ("new_train", "val")
+
+
+def old_data_config(scenario_config: dict[str, Any]) -> dict[str, Any]:
+    """The part of a Fashion scenario's config that decides its old model."""
+    if scenario_config.get("kind") != "fashion":
+        return scenario_config
+    kept = {k: v for k, v in scenario_config.items() if k not in NEW_IMAGES_ONLY}
+    sizes = {k: v for k, v in dict(kept.get("sizes") or {}).items() if k not in NEW_IMAGE_SIZES}
+    return {**kept, "sizes": sizes}
+
+
 def cache_payload(
     scenario_config: dict[str, Any],
     fashion_mnist: str | None,
@@ -32,7 +47,7 @@ def cache_payload(
     """What decides an old model (what its hash is made of)."""
     return {
         "version": CACHE_VERSION,
-        "scenario": scenario_config,
+        "scenario": old_data_config(scenario_config),
         "fashion_mnist": fashion_mnist,
         "model": model,
         "train": {k: v for k, v in train.items() if k not in NON_SEMANTIC},
@@ -50,10 +65,11 @@ def model_file_name(scenario: str, seed: int, key: str) -> str:
     return f"old-{scenario}-seed{seed}-{key}.pt"
 
 
-def find_old_model(cache_dir: str | Path, scenario: str, seed: int, key: str) -> Path | None:
-    """The cached or shipped old model of this key, if there is one."""
+def find_old_model(cache_dir: str | Path, seed: int, key: str) -> Path | None:
+    """The cached or shipped old model of this key (whichever scenario variant trained it),
+    if there is one."""
     for folder in (Path(cache_dir), SHIPPED_DIR):
-        path = folder / model_file_name(scenario, seed, key)
-        if path.is_file():
-            return path
+        found = sorted(folder.glob(f"old-*-seed{seed}-{key}.pt")) if folder.is_dir() else []
+        if found:
+            return found[0]
     return None

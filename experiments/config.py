@@ -55,7 +55,9 @@ class ExperimentConfig:
     """
 
     name: str = "default"
-    scenarios: list[Any] = field(default_factory=lambda: ["fashion-new-class", "fashion-split"])
+    scenarios: list[Any] = field(
+        default_factory=lambda: ["fashion-new-class", "fashion-split", "fashion-garment"]
+    )
     strategies: list[str] = field(
         default_factory=lambda: [
             "finetune",
@@ -72,7 +74,7 @@ class ExperimentConfig:
     wandb: str = "offline"
     wandb_project: str = "incremental"
     wandb_artifacts: bool = True
-    model: dict[str, Any] = field(default_factory=lambda: {"name": "tiny-unet"})
+    model: dict[str, Any] = field(default_factory=lambda: {"name": "small-unet"})
     train_old: TrainConfig = field(default_factory=TrainConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     strategy_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -145,6 +147,9 @@ def load_config(
             f"scenario_overrides: unknown scenario kind(s) {unknown_kinds}; known: "
             f"{list(SCENARIO_KINDS)} (settings go under their kind: fashion: {{sizes: ...}})"
         )
+    seeds = list(config.seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds: expected distinct integers, got {seeds}")
     names = [s if isinstance(s, str) else s.name for s in config.scenarios]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -168,9 +173,14 @@ def load_scenario_config(
 ) -> dict[str, Any]:
     """A scenario's config by name (``configs/scenario/``), path or inline mapping, with
     ``overrides`` merged. The ``root`` of relative paths in a ``kind: folders`` file is
-    relative to the file's folder."""
+    relative to the file's folder. A config with ``base: <scenario>`` is that scenario's config
+    with its own keys on top (a variant: ``base: fashion-split`` + ``sibling_rate: 0.6``)."""
     if not isinstance(name, str):
-        config = OmegaConf.merge(OmegaConf.create(name), overrides or {})
+        mapping = OmegaConf.create(name)
+        if "base" in mapping:
+            base = load_scenario_config(str(mapping.pop("base")))
+            mapping = OmegaConf.merge(base, mapping)
+        config = OmegaConf.merge(mapping, overrides or {})
         return OmegaConf.to_container(config, resolve=True)
     path = Path(name)
     if path.suffix not in (".yaml", ".yml"):
@@ -179,6 +189,11 @@ def load_scenario_config(
             raise ConfigError(f"scenarios: unknown scenario {name!r}; known: {known} or a path")
         path = CONFIG_DIR / "scenario" / f"{name}.yaml"
     loaded = _load_yaml(path, "scenario")
+    if "base" in loaded:
+        base = str(loaded.pop("base"))
+        if base == name or base == path.stem:
+            raise ConfigError(f"{path}: base: a scenario cannot be based on itself")
+        loaded = OmegaConf.merge(load_scenario_config(base), loaded)
     if loaded.get("kind") == "folders":  # relative paths are relative to the file
         loaded.root = str(path.resolve().parent / str(loaded.get("root") or "."))
     config = OmegaConf.merge(loaded, overrides or {})

@@ -7,7 +7,9 @@ rewritten atomically after each), ``summary.md``, ``comparison.png``,
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,8 +20,12 @@ from experiments.config import ConfigError
 from experiments.report import results_frame
 from incremental.io import write_atomic
 
-#: Output files of an experiment: what --overwrite replaces.
-OUTPUTS = ("config.yaml", "results.csv", "summary.md", "comparison.png", "models", "runs")
+#: Output files of an experiment: what --overwrite moves aside.
+OUTPUTS = (
+    "config.yaml", "results.csv", "summary.md", "comparison.png", "models", "runs", "wandb"
+)  # fmt: skip
+#: Where --overwrite keeps the previous experiment (replaced by the next --overwrite).
+PREVIOUS = "previous"
 
 
 def prepare_output(config: DictConfig, out: Path) -> list[dict[str, Any]]:
@@ -43,11 +49,75 @@ def prepare_output(config: DictConfig, out: Path) -> list[dict[str, Any]]:
             f"output: {out} already holds an experiment ({', '.join(existing)}); pass --resume "
             "to continue it, --overwrite to replace it, or --output to write elsewhere"
         )
-    for name in existing:  # --overwrite, explicitly
-        target = out / name
-        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    if existing:  # --overwrite, explicitly: the previous experiment is kept aside, not lost
+        previous = out / PREVIOUS
+        if previous.exists():
+            shutil.rmtree(previous)
+        previous.mkdir()
+        for name in existing:
+            (out / name).rename(previous / name)
+        print(f"--overwrite: the previous experiment is now in {previous} (until the next "
+              "--overwrite)", flush=True)  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     return []
+
+
+class OutputLock:
+    """``out/.lock``: one experiment at a time per output folder. Holds the owner's process id
+    and host; a lock whose process has ended (a kill) is taken over, with a note.
+
+    Raises:
+        ConfigError: another live process holds the folder (naming it).
+    """
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / ".lock"
+
+    def __enter__(self) -> OutputLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = f"{os.getpid()} {socket.gethostname()}"
+        for _ in range(2):
+            try:
+                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                self._take_over_if_stale()
+                continue
+            with os.fdopen(descriptor, "w") as f:
+                f.write(me)
+            return self
+        raise ConfigError(f"output: cannot lock {self.path}")
+
+    def _take_over_if_stale(self) -> None:
+        try:
+            pid_text, host = self.path.read_text().split()
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            pid, host = -1, ""
+        if host == socket.gethostname() and pid > 0 and _alive(pid):
+            raise ConfigError(
+                f"output: {self.path.parent} is in use by process {pid} on {host} (an experiment "
+                "running there); wait for it to end, or write elsewhere with --output"
+            )
+        if host and host != socket.gethostname():
+            raise ConfigError(
+                f"output: {self.path.parent} is locked by a process on another machine ({host}); "
+                f"if none runs there, delete {self.path}"
+            )
+        print(f"output: taking over {self.path} from process {pid}, which has ended", flush=True)
+        self.path.unlink(missing_ok=True)
+
+    def __exit__(self, *exc: object) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def finished_rows(out: Path) -> list[dict[str, Any]]:
@@ -75,7 +145,7 @@ def check_same_config(saved: DictConfig, config: DictConfig, out: Path) -> None:
 def write_results(out: Path, rows: Sequence[dict[str, Any]]) -> None:
     """results.csv, atomically: an interrupted experiment never leaves half a table."""
     table = results_frame(rows).to_csv(index=False).encode()
-    write_atomic(out / "results.csv", lambda f: f.write(table))
+    write_atomic(out / "results.csv", lambda f: f.write(table), "the results table")
 
 
 def model_path(out: Path, scenario: str, label: str, seed: int) -> Path:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import matplotlib
 
+from incremental.io import write_text
+
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -152,6 +154,15 @@ def write_summary(frame: pd.DataFrame, path: Path, title: str, notes: Sequence[s
         "",
         *notes,
     ]
+    if "skipped_batches" in frame and (frame["skipped_batches"].fillna(0) > 0).any():
+        skipped = frame[frame["skipped_batches"].fillna(0) > 0]
+        parts += ["Runs that skipped batches for a non-finite loss (train.on_non_finite=skip):", ""]
+        parts += [
+            f"- {r.scenario} {_label(r.strategy, r.replay)} seed {r.seed}: "
+            f"{int(r.skipped_batches)} batch(es)"
+            for r in skipped.itertuples()
+        ]
+        parts.append("")
     for scenario, part in frame.groupby("scenario", sort=False):
         columns = scenario_columns(part)
         parts += [f"## {scenario}", "", markdown(summary_table(part, columns)), ""]
@@ -173,7 +184,7 @@ def write_summary(frame: pd.DataFrame, path: Path, title: str, notes: Sequence[s
     parts += ["## Oracle check", ""]
     parts += [f"- {flag}" for flag in flags] if flags else ["No class beats the oracle."]
     text = "\n".join(parts) + "\n"
-    path.write_text(text)
+    write_text(path, text, "the summary")
     return text
 
 

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments.config import ConfigError, load_config, scenario_configs
 from experiments.grid import RunKey, strategy_runs
-from experiments.outputs import finished_rows, prepare_output, write_results
+from experiments.outputs import OutputLock, finished_rows, prepare_output, write_results
 from experiments.parallel import default_jobs, run_parallel
 from experiments.report import (
     markdown,
@@ -39,6 +39,7 @@ from experiments.steps import old_model, plain, strategy_chain
 from experiments.tracking import log_summary_run
 from experiments.units import chain_job, import_modules, old_model_job
 from incremental.data import DatasetError, as_sources, build_scenarios
+from incremental.io import write_text
 from incremental.strategies import list_strategies
 from incremental.strategies.registry import strategy_module
 from incremental.trainer import check_trainer_arguments
@@ -146,8 +147,9 @@ def check_devices(config: DictConfig) -> None:
 
 
 def check_train_settings(config: DictConfig, runs: list) -> None:
-    """``strategy_train`` names known strategies and TrainConfig keys only; every ``trainer``
-    mapping holds ``lightning.Trainer`` arguments only. Errors name the key."""
+    """``strategy_train`` names known strategies and TrainConfig keys only; every loop setting
+    is in range, every ``trainer`` mapping holds ``lightning.Trainer`` arguments only, the
+    accelerator exists here. Errors name the key."""
     known = {r.name for r in runs} | set(list_strategies())
     fields = set(TrainConfig.__dataclass_fields__)
     for name, settings in plain(config.strategy_train).items():
@@ -163,9 +165,38 @@ def check_train_settings(config: DictConfig, runs: list) -> None:
         sections[f"strategy_train.{name}"] = {**sections["train"], **settings}
     for where, settings in sections.items():
         try:
+            TrainConfig(**settings)
             check_trainer_arguments(settings.get("trainer") or {}, f"{where}.trainer")
         except ValueError as error:
-            raise ConfigError(str(error)) from None
+            message = str(error) if "trainer" in str(error) else f"{where}.{error}"
+            raise ConfigError(message) from None
+        accelerator = str(settings.get("accelerator", "auto"))
+        if accelerator in ("gpu", "cuda") and not _cuda_available():
+            raise ConfigError(
+                f"{where}.accelerator: {accelerator!r} asked for, but this machine has no CUDA "
+                "device; use 'auto' (the GPU when there is one) or 'cpu'"
+            )
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def check_model(config: DictConfig) -> None:
+    """The model config builds a network (on the meta device: no memory, no weights read),
+    even where a given old model makes it unused: a typo is never silently ignored."""
+    import torch
+
+    from incremental.models import build_model
+
+    spec = plain(config.model)
+    try:
+        with torch.device("meta"):
+            build_model({k: v for k, v in spec.items() if k != "weights"}, 2, allow_factory=True)
+    except (ValueError, TypeError, KeyError, RuntimeError) as error:
+        raise ConfigError(f"model: {error}") from None
 
 
 def describe_sizes(scenario: Any) -> str:
@@ -200,6 +231,7 @@ def run_experiment(config: DictConfig) -> Any:
     except ValueError as error:
         raise ConfigError(f"strategies: {error}") from None
     check_train_settings(config, runs)
+    check_model(config)
     jobs = resolve_jobs(config)
     configs = scenario_configs(config)
     steps = {}
@@ -214,11 +246,17 @@ def run_experiment(config: DictConfig) -> Any:
         for scenario in scenarios:
             log.info("%s: %s", scenario.name, describe_sizes(scenario))
     # Only now, with the config, strategies and data checked, is the output folder touched.
-    if writes:
+    if not writes:  # a DDP process the launcher started: it follows the same runs, writes nothing
+        return _run(config, out, steps, configs, runs, jobs, writes, finished_rows(out)
+                    if config.resume else [])  # fmt: skip
+    with OutputLock(out):
         previous = prepare_output(config, out)
-        (out / "config.yaml").write_text(OmegaConf.to_yaml(config, resolve=True))
-    else:  # a DDP process the launcher started: it follows the same runs and writes nothing
-        previous = finished_rows(out) if config.resume else []
+        write_text(out / "config.yaml", OmegaConf.to_yaml(config, resolve=True), "the config")
+        return _run(config, out, steps, configs, runs, jobs, writes, previous)
+
+
+def _run(config, out, steps, configs, runs, jobs, writes, previous) -> Any:
+    """The grid of a validated experiment whose output folder is claimed."""
     rows, started = list(previous), time.time()
     finished = {RunKey.of_row(r) for r in rows}
     total = sum(len(s) for s in steps.values()) * len(config.seeds) * len(runs)
@@ -327,6 +365,11 @@ def main(argv: list[str] | None = None) -> int:
         run_experiment(config)
     except (ConfigError, DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a read-only folder, a full disk: one line naming the file
+        where = f" {error.filename}" if getattr(error, "filename", None) else ""
+        reason = error.strerror or str(error)
+        print(f"error: {error if not where else f'cannot write{where}: {reason}'}", file=sys.stderr)
         return 2
     return 0
 

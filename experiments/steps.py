@@ -52,9 +52,7 @@ def old_model(
         scenario_cfg, scenario.info.get("fashion_mnist"), plain(config.model), train, seed
     )
     key = cache_key(payload)
-    found = (
-        None if config.retrain_old else find_old_model(config.cache_dir, scenario.name, seed, key)
-    )
+    found = None if config.retrain_old else find_old_model(config.cache_dir, seed, key)
     if found is not None:
         cached = load_model_file(found)
         log.info("old model: %s", found)

@@ -5,7 +5,8 @@ one ``_add_<command>`` function that adds its sub-parser and sets ``run`` (args 
 list it in :data:`COMMANDS`. Commands import their machinery when run, so ``--help`` and one
 command never pay for another's imports.
 
-Exit codes: 0 success, 1 the command found problems, 2 usage error.
+Exit codes: 0 success, 1 ``check`` found problems, 2 a usage error or an input a command cannot
+use (a damaged or unsafe model file, an unreadable image, an existing output).
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         )
     except (FileNotFoundError, FileExistsError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return EXIT_USAGE
     print(f"wrote {len(written)} mask(s) to {args.out}")
     return 0
 
@@ -135,7 +136,7 @@ def _run_export(args: argparse.Namespace) -> int:
         )
     except (FileNotFoundError, FileExistsError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return EXIT_USAGE
     print(f"wrote {path}")
     return 0
 
@@ -181,7 +182,7 @@ def _run_audit(args: argparse.Namespace) -> int:
         )
     except (FileNotFoundError, FileExistsError, ValueError, DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return EXIT_USAGE
     print(f"{len(rows)} suspect (image, class) pair(s); wrote {args.out}/audit.csv")
     for row in rows[:5]:
         print(f"  {row.rank}. {row.image}: {row.cls} on {100 * row.image_share:.1f}% of the image")

@@ -32,7 +32,7 @@ class SafeCheckpointIO(TorchCheckpointIO):
             raise TypeError("SafeCheckpointIO.save_checkpoint takes no storage_options")
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)  # serialise fully before touching the target
-        write_atomic(path, lambda f: f.write(buffer.getbuffer()))
+        write_atomic(path, lambda f: f.write(buffer.getbuffer()), "the checkpoint")
 
     def load_checkpoint(
         self,

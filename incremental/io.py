@@ -16,15 +16,26 @@ def _umask() -> int:
     return mask
 
 
-def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+class WriteError(OSError):
+    """A file could not be written (read-only folder, full disk...): one line naming the file
+    and what it was to hold."""
+
+
+def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None], what: str = "file") -> Path:
     """Call ``write(f)`` on a temporary file beside ``path``, fsync it, then rename it over.
 
     The file gets the mode any new file gets under the user's umask (0644 under umask 022):
     the temporary file is created private (0600), so it is widened before the rename.
+
+    Raises:
+        WriteError: the file system refused (the temporary file is removed).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise WriteError(f"cannot write {what} {path}: {error.strerror or error}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -32,10 +43,18 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        raise WriteError(f"cannot write {what} {path}: {error.strerror or error}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_text(path: str | Path, text: str, what: str = "file") -> Path:
+    """:func:`write_atomic` of a UTF-8 text."""
+    return write_atomic(path, lambda f: f.write(text.encode()), what)
 
 
 class UnsafeFileError(ValueError):
@@ -54,18 +73,32 @@ def load_weights_only(path: str | Path, what: str, hint: str, map_location: Any 
         ValueError: the file is truncated or not a PyTorch file.
     """
     import pickle
+    import zipfile
 
     import torch
 
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        raise ValueError(f"{path}: not a readable {what}: not a file written by torch.save")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
+        # torch's own message goes on to explain how to load the file anyway, which is the
+        # one thing not to do with a file of unknown origin: only the object it names is kept.
+        found = _unsupported_global(error)
         raise UnsafeFileError(
             f"{path}: refused to load: the file holds objects other than tensors and plain "
-            f"data (possibly code); {hint} ({_first_line(error)})"
+            f"data{found} (possibly code); {hint}"
         ) from None
     except Exception as error:  # truncated, or not a torch file
         raise ValueError(f"{path}: not a readable {what} ({_first_line(error)})") from None
+
+
+def _unsupported_global(error: BaseException) -> str:
+    """`` (such as GLOBAL x.y)`` from torch's weights-only refusal, or nothing."""
+    import re
+
+    match = re.search(r"(?:Unsupported global|GLOBAL) ?:? ?(GLOBAL )?([\w.]+)", str(error))
+    return f" (such as {match.group(2)})" if match else ""
 
 
 def _first_line(error: BaseException) -> str:

@@ -61,6 +61,8 @@ class IncrementalSegmenter(L.LightningModule):
         class_weights: optional (C,) weights for the cross-entropy.
         on_non_finite: ``"raise"`` stops with an error naming step, batch and term;
             ``"skip"`` skips the batch and counts it (``train/skipped_batches``).
+        max_skipped_share: with ``"skip"``, an epoch that skips a larger share of its batches
+            stops the run with an error (it diverged).
     """
 
     def __init__(
@@ -72,6 +74,7 @@ class IncrementalSegmenter(L.LightningModule):
         optimization: Optimization | None = None,
         class_weights: torch.Tensor | None = None,
         on_non_finite: str = "raise",
+        max_skipped_share: float = 0.05,
     ) -> None:
         super().__init__()
         self.strategy = strategy or Strategy("plain")
@@ -87,7 +90,8 @@ class IncrementalSegmenter(L.LightningModule):
         self.labels = labels
         self.classes = labels.classes
         self.optimization = optimization or Optimization()
-        self.on_non_finite = on_non_finite
+        self.on_non_finite, self.max_skipped_share = on_non_finite, max_skipped_share
+        self._epoch_batches = self._epoch_skipped = 0
         self.lookup = LabelLookup(labels)
         self.register_buffer("class_weights", class_weights, persistent=False)
         self.strategy_state = StrategyState(self.strategy.initial_state(labels))
@@ -168,6 +172,7 @@ class IncrementalSegmenter(L.LightningModule):
         """The strategy's loss on the batch; its terms go to the logs (:class:`LogLossTerms`)."""
         terms = self.strategy.loss_terms(self.step_context(batch))
         loss = sum(terms.values())
+        self._epoch_batches += 1
         if not bool(torch.isfinite(loss)):
             return self._non_finite(terms, batch_idx)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
@@ -176,6 +181,7 @@ class IncrementalSegmenter(L.LightningModule):
     def _non_finite(self, terms: dict[str, torch.Tensor], batch_idx: int) -> None:
         if self.on_non_finite == "skip":  # Lightning skips the optimiser step on None
             self.skipped_batches += 1
+            self._epoch_skipped += 1
             self.log("train/skipped_batches", self.skipped_batches.float())
             return None
         bad = [k for k, v in terms.items() if not bool(torch.isfinite(v))]
@@ -183,6 +189,21 @@ class IncrementalSegmenter(L.LightningModule):
             f"non-finite loss at global step {self.global_step}, epoch {self.current_epoch}, "
             f"batch {batch_idx}: term(s) {bad} = { {k: float(v) for k, v in terms.items()} }"
         )
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_batches = self._epoch_skipped = 0
+
+    def on_train_epoch_end(self) -> None:
+        if not self._epoch_batches:
+            return
+        share = self._epoch_skipped / self._epoch_batches
+        if share > self.max_skipped_share:
+            raise NonFiniteLossError(
+                f"epoch {self.current_epoch}: {self._epoch_skipped} of {self._epoch_batches} "
+                f"batches skipped for a non-finite loss ({share:.0%} > max_skipped_share "
+                f"{self.max_skipped_share:.0%}): the run diverged and is no result; lower the "
+                "learning rate, or raise train.max_skipped_share if a few bad batches are expected"
+            )
 
     # ------------------------------------------------------------------ evaluation
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:

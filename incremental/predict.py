@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from incremental.data.core import read_image
 from incremental.data.datamodule import pad_collate
 from incremental.data.transforms import eval_transform
 from incremental.devices import resolve_device
@@ -50,11 +51,9 @@ def _batches(paths: list[Path], batch_size: int) -> Iterator[list[tuple[Path, np
     """Consecutive images of the same size, at most ``batch_size`` at a time."""
     batch: list[tuple[Path, np.ndarray]] = []
     for path in paths:
-        try:
-            with Image.open(path) as img:
-                image = np.asarray(img.convert("RGB"))
-        except OSError as error:
-            raise ValueError(f"{path}: cannot read image ({error})") from None
+        # As training reads images: 16-bit scaled to 8, the EXIF orientation applied (the
+        # masks come out in the orientation a viewer shows the image in).
+        image = read_image(path)
         if batch and (len(batch) == batch_size or batch[0][1].shape != image.shape):
             yield batch
             batch = []
@@ -139,7 +138,11 @@ def predict_folder(
                     Image.fromarray(blend).save(out / "overlays" / f"{path.stem}.png")
                 written.append(target)
             bar.update(len(batch))
-    (out / "classes.json").write_text(
-        json.dumps({"classes": names, "level": level, "model": str(model_path)}, indent=2)
-    )
+    info = {
+        "classes": names,
+        "level": level,
+        "model": str(model_path),
+        "orientation": "as displayed: images with an EXIF orientation were rotated first",
+    }
+    (out / "classes.json").write_text(json.dumps(info, indent=2))
     return written

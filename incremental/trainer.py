@@ -22,71 +22,9 @@ from incremental.data.datamodule import IncrementalDataModule, pad_collate
 from incremental.data.transforms import eval_transform
 from incremental.devices import describe_device
 from incremental.module import IncrementalSegmenter
+from incremental.train_config import TrainConfig
 
 MONITOR = "val/miou_all"
-
-
-@dataclass
-class TrainConfig:
-    """Loop settings of one training run.
-
-    Attributes:
-        epochs: maximum epochs (early stopping may end sooner).
-        epoch_size: training samples per epoch (default: the sources' total).
-        batch_size, eval_batch_size: loader batch sizes.
-        lr, weight_decay, optimizer: ``"adamw"`` or ``"sgd"``; the learning rate decays
-            polynomially to 0.
-        num_workers: data loader processes.
-        accelerator, devices, strategy, num_nodes: Lightning's; ``accelerator="auto"`` (the
-            default) is the GPU when there is one, the CPU otherwise; ``strategy="ddp"`` for
-            several processes.
-        precision: Lightning precision; ``"32-true"`` unless asked (mixed precision is opt-in).
-        early_stopping_patience: validation epochs without improvement before stopping; None
-            disables early stopping.
-        deterministic: ``torch.use_deterministic_algorithms``. ``"warn"`` (the default) uses
-            the deterministic kernels wherever they exist and warns where a CUDA op has none
-            (``True`` would stop there); on the CPU every op is deterministic either way.
-        progress_bar: Lightning's progress bar.
-        progress_refresh_rate: redraw it every N batches (a log file of redraws grows less).
-        log_images: validation images logged each epoch with ground truth and prediction
-            masks, to the loggers that take them (W&B); 0: none.
-        on_non_finite: ``"raise"`` or ``"skip"`` a batch whose loss is not finite.
-        crop_size: random training crop (None: whole images).
-        augment: ``"none"``, ``"flip"``, ``"full"`` or ``"paper"`` (MiB's and PLOP's random
-            resized crop to ``crop_size`` and flip) training augmentation.
-        eval_crop: evaluate on the central ``eval_crop`` square after resizing the shorter side
-            to it (the papers' protocol, 512); None: whole images.
-        limit_train_batches, limit_val_batches: Lightning's, for smoke runs.
-        trainer: any other ``lightning.Trainer`` argument (``accumulate_grad_batches``,
-            ``gradient_clip_val``, ``max_steps``, ``log_every_n_steps``...), checked against
-            its signature.
-    """
-
-    epochs: int = 4
-    epoch_size: int | None = None
-    batch_size: int = 16
-    eval_batch_size: int | None = None
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    optimizer: str = "adamw"
-    num_workers: int = 0
-    accelerator: str = "auto"
-    devices: Any = 1
-    strategy: str = "auto"
-    num_nodes: int = 1
-    precision: str = "32-true"
-    early_stopping_patience: int | None = None
-    deterministic: Any = "warn"
-    progress_bar: bool = True
-    progress_refresh_rate: int = 1
-    log_images: int = 4
-    on_non_finite: str = "raise"
-    crop_size: int | None = None
-    augment: str = "full"
-    eval_crop: int | None = None
-    limit_train_batches: Any = 1.0
-    limit_val_batches: Any = 1.0
-    trainer: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -210,10 +148,12 @@ def fit_and_test(
         # The frozen teacher is in eval mode on purpose (IncrementalSegmenter.train keeps it).
         warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode at the start of training.*")
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+        skipped = int(module.skipped_batches)  # the whole run's (testing loads the best epoch)
         best = trainer.checkpoint_callback.best_model_path or None
         trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
     device = describe_device(trainer.strategy.root_device)
-    return StepResult(module.student, dict(module.test_scores), best, device)
+    scores = {**module.test_scores, "skipped_batches": skipped}
+    return StepResult(module.student, scores, best, device)
 
 
 def evaluate(

@@ -16,10 +16,12 @@ from lightning.pytorch.loggers import Logger
 from torch import nn
 
 from incremental.data.class_weights import class_weights
-from incremental.data.core import SegmentationSource
+from incremental.data.core import DatasetError, SegmentationSource, largest_image
 from incremental.data.datamodule import IncrementalDataModule
 from incremental.data.scenario import Scenario, as_sources
+from incremental.devices import resolve_device
 from incremental.labels import StepLabels
+from incremental.memory import check_batch_fits
 from incremental.models import build_model, expand_head
 from incremental.module import IncrementalSegmenter, Optimization
 from incremental.strategies import Strategy
@@ -44,6 +46,7 @@ def _learner_settings(config: TrainConfig) -> dict[str, Any]:
     return {
         "optimization": Optimization(config.lr, config.weight_decay, config.optimizer),
         "on_non_finite": config.on_non_finite,
+        "max_skipped_share": config.max_skipped_share,
     }
 
 
@@ -197,11 +200,34 @@ def train_step(
     validation checkpoint."""
     L.seed_everything(seed, workers=True, verbose=False)
     module, data = build_step(scenario, teacher, model_spec, strategy, config)
+    check_memory(module.student, data.sources, config)
     datamodule = _datamodule(
         data.sources, scenario.val, scenario.test, data.shares, config, seed,
         epoch_size(data, strategy, config),
     )  # fmt: skip
     return fit_and_test(module, datamodule, config, Path(out_dir), loggers, resume_from)
+
+
+def check_memory(model: nn.Module, sources: list[SegmentationSource], config: TrainConfig) -> None:
+    """Refuse, before training, a batch that would not fit in memory (the largest training
+    image, after the shrink to ``max_image_side`` or the crop, in a full batch)."""
+    sizes = [largest_image(s) for s in sources]
+    if not sizes or any(size is None for size in sizes):
+        return  # sizes unknown without reading every file (paper datasets): nothing to say
+    if config.crop_size is not None:
+        height = width = config.crop_size
+    else:
+        height, width = max(h for h, _ in sizes), max(w for _, w in sizes)
+        side = config.max_image_side
+        if side is not None and max(height, width) > side:
+            scale = side / max(height, width)
+            height, width = round(height * scale), round(width * scale)
+    accelerator = str(config.accelerator)
+    kind = "cuda" if accelerator in ("gpu", "cuda") else "auto" if accelerator == "auto" else "cpu"
+    try:
+        check_batch_fits(model, config.batch_size, height, width, resolve_device(kind))
+    except ValueError as error:
+        raise DatasetError(f"{error} (the largest training image is {width}x{height})") from None
 
 
 def replay_shares(new_lengths: list[int], old_lengths: list[int], old_share: float) -> list[float]:
@@ -235,4 +261,5 @@ def _datamodule(
         crop_size=config.crop_size,
         augment=config.augment,
         eval_crop=config.eval_crop,
+        max_image_side=config.max_image_side,
     )

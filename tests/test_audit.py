@@ -101,9 +101,9 @@ def test_cli_refuses_to_overwrite_and_needs_the_factory_allowed(
 ):
     out = tmp_path / "audit"
     args = ["audit", "--model", str(colour_model), "--dataset", str(old_dataset), "--out", str(out)]
-    assert main(args) == 1  # the network is user code: not built without --allow-factory
+    assert main(args) == 2  # the network is user code: not built without --allow-factory
     assert main([*args, "--allow-factory"]) == 0
-    assert main([*args, "--allow-factory"]) == 1  # audit.csv exists
+    assert main([*args, "--allow-factory"]) == 2  # audit.csv exists
     assert main([*args, "--allow-factory", "--overwrite", "--top", "1"]) == 0
     assert len(list((out / "thumbnails").glob("*.png"))) == 1
 

@@ -80,7 +80,7 @@ def test_predict_parent_level_and_no_silent_overwrite(tmp_path, model_path, imag
     ]
     assert np.asarray(Image.open(out / "a.png")).max() <= 2
     before = (out / "a.png").read_bytes()
-    assert main(args) == 1
+    assert main(args) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert (out / "a.png").read_bytes() == before
     assert main([*args, "--overwrite"]) == 0
@@ -101,7 +101,7 @@ def test_predict_errors(tmp_path, model_path, capsys):
                 str(tmp_path / "o"),
             ]
         )
-        == 1
+        == 2
     )
     assert "no images" in capsys.readouterr().err
 
@@ -119,7 +119,7 @@ def test_onnx_export_matches_pytorch(tmp_path, model_path):
     x = torch.randn(2, 3, 64, 96)
     onnx_out = session.run(None, {"image": x.numpy()})[0]
     np.testing.assert_allclose(onnx_out, model(x).detach().numpy(), atol=1e-4)
-    assert main(["export", "--model", str(model_path), "--out", str(out)]) == 1  # exists
+    assert main(["export", "--model", str(model_path), "--out", str(out)]) == 2  # exists
 
 
 def test_torchscript_export_matches_pytorch(tmp_path, model_path):

@@ -17,7 +17,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
 from incremental.labels import LabelDeclaration
@@ -81,9 +81,47 @@ def mask_mode_problem(mask: Image.Image) -> str | None:
     )
 
 
+#: Image modes of more than 8 bits per channel, read by scaling to 8 bits.
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+#: The EXIF tag of the orientation a viewer applies.
+EXIF_ORIENTATION = 0x0112
+
+
+def exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation of a decoded image (1 = as stored)."""
+    return int(image.getexif().get(EXIF_ORIENTATION, 1) or 1)
+
+
+def image_mode_problem(image: Image.Image) -> str | None:
+    """Why an image cannot be read as 8-bit RGB, or None."""
+    if image.mode == "F" or image.mode.startswith("I;32"):
+        return f"image mode is {image.mode!r} (floating point or 32-bit): convert it to 8 bits"
+    if image.mode == "I":
+        high = int(np.asarray(image).max(initial=0))
+        if high > 65535:
+            return f"image mode 'I' with values up to {high}: convert it to 8 or 16 bits"
+    return None
+
+
 def read_image(path: str | Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB; grayscale and palette images are converted."""
-    return np.array(decode(path, "image").convert("RGB"), dtype=np.uint8)
+    """(H, W, 3) uint8 RGB, as a viewer shows the file: grayscale and palette images are
+    converted, 16-bit images scaled to 8 bits (not clipped to white), and the EXIF orientation
+    applied (a mask must match the image as displayed; ``check`` reports such images).
+
+    Raises:
+        DatasetError: unreadable, or a mode with no 8-bit reading (naming the file).
+    """
+    image = decode(path, "image")
+    problem = image_mode_problem(image)
+    if problem is not None:
+        raise DatasetError(f"{path}: {problem}", [Problem(str(path), problem)])
+    if exif_orientation(image) != 1:
+        image = ImageOps.exif_transpose(image)
+    if image.mode in WIDE_MODES:
+        wide = np.asarray(image, dtype=np.uint32)
+        gray = (wide // 257).clip(0, 255).astype(np.uint8)  # 65535 -> 255
+        return np.repeat(gray[..., None], 3, axis=2)
+    return np.array(image.convert("RGB"), dtype=np.uint8)
 
 
 def read_mask(path: str | Path) -> np.ndarray:
@@ -158,6 +196,32 @@ class ArraySource:
 Transform = Callable[..., dict]
 
 
+def shrink(image: np.ndarray, mask: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Image (H, W, 3) and mask (H, W) with the longer side ``max_side`` (aspect kept): the
+    image by area averaging, the mask by nearest neighbour (no invented label values)."""
+    import cv2
+
+    h, w = mask.shape
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return (
+        cv2.resize(image, size, interpolation=cv2.INTER_AREA),
+        cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST),
+    )
+
+
+def largest_image(source: SegmentationSource) -> tuple[int, int] | None:
+    """(height, width) covering every image of ``source`` where it is known without reading
+    the files (in-memory arrays, checked folders), else None."""
+    sizes = getattr(source, "image_sizes", None)
+    if sizes:
+        return max(h for _, h in sizes), max(w for w, _ in sizes)
+    images = getattr(source, "images", None)
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        return images.shape[1], images.shape[2]
+    return None
+
+
 class SampleDataset(Dataset):
     """Samples ``{"image": (3, H, W) float, "mask": (H, W) long, "dataset": int}``.
 
@@ -166,20 +230,29 @@ class SampleDataset(Dataset):
         dataset_index: the source's row in the experiment's membership table.
         transform: an albumentations pipeline (called as ``transform(image=, mask=)``) that
             ends with normalisation; None converts to float in [0, 1].
+        max_side: images whose longer side exceeds it are shrunk to it first (aspect kept;
+            masks by nearest neighbour), so that one huge image cannot blow up a batch.
     """
 
     def __init__(
-        self, source: SegmentationSource, dataset_index: int, transform: Transform | None = None
+        self,
+        source: SegmentationSource,
+        dataset_index: int,
+        transform: Transform | None = None,
+        max_side: int | None = None,
     ) -> None:
         self.source = source
         self.dataset_index = dataset_index
         self.transform = transform
+        self.max_side = max_side
 
     def __len__(self) -> int:
         return len(self.source)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
         image, mask = self.source.load(index)
+        if self.max_side is not None and max(image.shape[:2]) > self.max_side:
+            image, mask = shrink(image, mask, self.max_side)
         if self.transform is not None:
             out = self.transform(image=image, mask=mask)
             image, mask = out["image"], out["mask"]

@@ -7,6 +7,7 @@ module looks candidate sets up per sample. Old data may be absent (no replay).
 from __future__ import annotations
 
 import bisect
+import logging
 from collections.abc import Iterator, Sequence
 
 import lightning as L
@@ -16,6 +17,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from incremental.constants import IGNORE_INDEX
 from incremental.data.core import SampleDataset, SegmentationSource
 from incremental.data.transforms import eval_transform, train_transform
+
+log = logging.getLogger(__name__)
 
 #: Encoders downsample by up to 32: padded batch sides are multiples of it.
 SIZE_MULTIPLE = 32
@@ -137,6 +140,7 @@ class IncrementalDataModule(L.LightningDataModule):
             :func:`train_transform`).
         eval_crop: evaluate on the central crop after resizing the shorter side (the papers'
             512); None: whole images.
+        max_image_side: training images with a longer side are shrunk to it first.
     """
 
     def __init__(
@@ -153,6 +157,7 @@ class IncrementalDataModule(L.LightningDataModule):
         crop_size: int | None = None,
         augment: str = "full",
         eval_crop: int | None = None,
+        max_image_side: int | None = None,
     ) -> None:
         super().__init__()
         if not train:
@@ -167,14 +172,24 @@ class IncrementalDataModule(L.LightningDataModule):
         self.crop_size = crop_size
         self.augment = augment
         self.eval_crop = eval_crop
+        self.max_image_side = max_image_side
 
     def train_dataloader(self) -> DataLoader:
         transform = train_transform(self.crop_size, augment=self.augment)
-        datasets = [SampleDataset(s, row, transform) for s, row in self.train_sources]
+        datasets = [
+            SampleDataset(s, row, transform, self.max_image_side) for s, row in self.train_sources
+        ]
         lengths = [len(d) for d in datasets]
         # Full batches only: a last batch of one sample breaks BatchNorm at the deepest (1 x 1)
         # features; an epoch is at least one batch, repeating samples of a tiny dataset.
         epoch_size = max(self.epoch_size or sum(lengths), self.batch_size)
+        if (self.epoch_size or sum(lengths)) < self.batch_size:
+            log.warning(
+                "batch_size %d is larger than the %d training samples of an epoch: each epoch "
+                "repeats samples to fill one batch",
+                self.batch_size,
+                self.epoch_size or sum(lengths),
+            )
         sampler = MixedSampler(lengths, self.shares, epoch_size, self.seed)
         return self._loader(
             MixedDataset(datasets), self.batch_size, sampler=sampler, drop_last=True

@@ -2,11 +2,15 @@
 
 A model file is a plain dict saved with ``torch.save`` and loaded with ``weights_only=True``, so
 loading one never runs code from the file. It holds the smp architecture spec, the state dict,
-the class names and, for split classes, the parent each class evaluates under.
+the class names and, for split classes, the parent each class evaluates under, and a SHA-256 of
+its tensors: a damaged file (flipped bytes inside a weight) is refused on load, as are weights
+that are not finite (which are never saved either).
 """
 
 from __future__ import annotations
 
+import hashlib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +55,25 @@ class ModelFile:
         return model.eval()
 
 
+def tensors_checksum(state_dict: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the tensors' names, dtypes, shapes and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def non_finite_tensors(state_dict: dict[str, torch.Tensor]) -> list[str]:
+    """Names of floating-point tensors holding NaN or infinity."""
+    return [
+        name
+        for name, tensor in state_dict.items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+
+
 def save_model_file(
     path: str | Path,
     model: nn.Module,
@@ -59,16 +82,27 @@ def save_model_file(
     parents: dict[str, str] | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a model file atomically."""
+    """Write a model file atomically, with the checksum of its tensors.
+
+    Raises:
+        ValueError: a weight is not finite (a diverged run's model is no model).
+    """
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    bad = non_finite_tensors(state)
+    if bad:
+        raise ValueError(
+            f"{path}: not saved: {len(bad)} tensor(s) hold NaN or infinity (e.g. {bad[:3]})"
+        )
     payload = {
         "format": FORMAT,
         "spec": _plain(spec),
         "classes": list(classes),
         "parents": dict(parents or {}),
         "metadata": _plain(metadata or {}),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": state,
+        "checksum": tensors_checksum(state),
     }
-    return write_atomic(path, lambda f: torch.save(payload, f))
+    return write_atomic(path, lambda f: torch.save(payload, f), "the model file")
 
 
 def load_model_file(path: str | Path) -> ModelFile:
@@ -82,6 +116,20 @@ def load_model_file(path: str | Path) -> ModelFile:
         raise ValueError(
             f"{path}: not an incremental model file (format {got!r}, expected {FORMAT!r})"
         )
+    state = payload["state_dict"]
+    if "checksum" not in payload:
+        warnings.warn(
+            f"{path}: written without a checksum (by an older version): its weights cannot be "
+            "checked for damage",
+            stacklevel=2,
+        )
+    elif tensors_checksum(state) != payload["checksum"]:
+        raise ValueError(
+            f"{path}: damaged: its weights do not match the checksum written with them"
+        )
+    bad = non_finite_tensors(state)
+    if bad:
+        raise ValueError(f"{path}: {len(bad)} tensor(s) hold NaN or infinity (e.g. {bad[:3]})")
     return ModelFile(
         spec=payload["spec"],
         classes=list(payload["classes"]),

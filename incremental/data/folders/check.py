@@ -18,16 +18,17 @@ from typing import TextIO
 
 import numpy as np
 
-from incremental.constants import IGNORE_INDEX, NUM_MASK_VALUES
-from incremental.data.core import (
-    DatasetError,
-    Problem,
-    decode,
-    mask_mode_problem,
-    size_mismatch,
+from incremental.constants import NUM_MASK_VALUES
+from incremental.data.core import DatasetError, Problem
+from incremental.data.folders.findings import (
+    check_pair,
+    class_name_problems,
+    empty_class_findings,
+    size_outlier_warnings,
+    subfolder_warnings,
 )
 from incremental.data.folders.layout import FilePairs, FolderLayout, pair_files, read_layout
-from incremental.labels import IGNORE, UNLABELED, CandidateSetTable, LabelDeclaration, Transition
+from incremental.labels import Transition
 
 __all__ = [
     "DatasetError",
@@ -51,6 +52,10 @@ class DatasetReport:
         pixel_counts: (256,) int64, pixels of each mask value over all readable masks.
         image_counts: (256,) int64, number of masks in which each value occurs.
         problems: every problem, in the order YAML, class names, folders, files by stem.
+        warnings: what is worth knowing but does not stop training (images read rotated by
+            their EXIF orientation, image files in sub-folders, size outliers, a declared
+            class with no pixel).
+        image_sizes: (width, height) of each readable image, as displayed.
         decoded: whether the files were decoded (counts are zero otherwise).
     """
 
@@ -60,6 +65,8 @@ class DatasetReport:
     pixel_counts: np.ndarray = field(default_factory=lambda: _zero_counts())
     image_counts: np.ndarray = field(default_factory=lambda: _zero_counts())
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    image_sizes: list[tuple[int, int]] = field(default_factory=list)
     decoded: bool = False
 
     @property
@@ -111,15 +118,24 @@ def inspect_dataset(
         )
     report.pairs, pair_problems = pair_files(layout)
     report.problems += pair_problems
+    report.warnings += subfolder_warnings(layout.images_dir)
     if decode:
         declared = None if layout.declaration is None else frozenset(layout.declaration.values)
         pairs = zip(report.pairs.images, report.pairs.masks, strict=True)
-        for problems, counts in _map(lambda p: _check_pair(*p, declared), pairs, workers):
-            report.problems += problems
-            if counts is not None:
-                report.pixel_counts += counts
-                report.image_counts += counts > 0
+        for checked in _map(lambda p: check_pair(*p, declared), pairs, workers):
+            report.problems += checked.problems
+            report.warnings += checked.warnings
+            if checked.image_size is not None:
+                report.image_sizes.append(checked.image_size)
+            if checked.counts is not None:
+                report.pixel_counts += checked.counts
+                report.image_counts += checked.counts > 0
         report.decoded = True
+        report.warnings += size_outlier_warnings(report)
+        if layout.declaration is not None:
+            empty, soft = empty_class_findings(report, layout.declaration, transition)
+            report.problems += empty
+            report.warnings += soft
     return report
 
 
@@ -130,116 +146,6 @@ def _map(function: Callable, items: Iterable, workers: int | None) -> Iterator:
         return map(function, items)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return iter(list(pool.map(function, items)))
-
-
-def _check_pair(
-    image_path: Path, mask_path: Path, declared: frozenset[int] | None
-) -> tuple[list[Problem], np.ndarray | None]:
-    """Problems of one image-mask pair, and the mask's (256,) value counts if readable."""
-    problems: list[Problem] = []
-    image_size = None
-    try:
-        image_size = decode(image_path, "image").size
-    except DatasetError as error:
-        problems += error.problems
-    try:
-        mask = decode(mask_path, "mask")
-    except DatasetError as error:
-        return problems + error.problems, None
-    mode_problem = mask_mode_problem(mask)
-    if mode_problem is not None:
-        return problems + [Problem(str(mask_path), mode_problem)], None
-    if image_size is not None and mask.size != image_size:
-        problems.append(Problem(str(mask_path), size_mismatch(image_size, mask.size, image_path)))
-    counts = np.bincount(np.asarray(mask).ravel(), minlength=NUM_MASK_VALUES)
-    if declared is not None:
-        undeclared = [int(v) for v in np.flatnonzero(counts) if int(v) not in declared]
-        if undeclared:
-            problems.append(
-                Problem(str(mask_path), _undeclared_message(undeclared, counts, declared))
-            )
-    return problems, counts
-
-
-def _undeclared_message(undeclared: list[int], counts: np.ndarray, declared: frozenset[int]) -> str:
-    found = ", ".join(f"{v} ({counts[v]} px)" for v in undeclared)
-    message = f"undeclared mask value(s) {found}; declared: {', '.join(map(str, sorted(declared)))}"
-    if IGNORE_INDEX in undeclared:
-        # The classic case: a binary mask saved as 0/255, where 255 was meant as the class.
-        message += (
-            f"; {IGNORE_INDEX} is reserved for 'ignore': declare '{IGNORE_INDEX}: ignore' if it "
-            "marks don't-care pixels, or re-save the masks with another value if it is a class"
-        )
-    return message
-
-
-# ---------------------------------------------------------------------------------- class names
-def class_name_problems(
-    declaration: LabelDeclaration,
-    where: str,
-    classes: Sequence[str] | None = None,
-    transition: Transition | None = None,
-) -> list[Problem]:
-    """Class names in a declaration that the experiment does not know, each with its value.
-
-    With a transition, names are resolved as training would (:class:`CandidateSetTable`, which
-    also refuses e.g. a value whose candidate set is empty). Unknown names are listed first,
-    all of them, as the table stops at the first.
-    """
-    problems: list[Problem] = []
-    if classes is not None:
-        problems += _unknown_names(
-            declaration, where, set(classes), f"the experiment's classes {list(classes)}"
-        )
-    if transition is not None:
-        if declaration.vocabulary == "old":
-            known = set(transition.old_classes)
-            what = f"the teacher's classes {list(transition.old_classes)} (vocabulary: old)"
-        else:
-            # The table also reads a student-vocabulary name as the teacher's when only the
-            # teacher has it (e.g. a split parent).
-            known = set(transition.student_classes) | set(transition.old_classes)
-            what = f"the student's classes {list(transition.student_classes)}"
-        # "absent" may name a class of either vocabulary (a new class absent from old images).
-        either = set(transition.student_classes) | set(transition.old_classes)
-        both = f"the student's or the teacher's classes {sorted(either)}"
-        unknown = _unknown_names(declaration, where, known, what, skip="absent")
-        unknown += [
-            Problem(where, f"labels: absent: class {name!r} is not one of {both}")
-            for name in declaration.absent
-            if name not in either
-        ]
-        problems += unknown
-        if not unknown:
-            try:
-                CandidateSetTable([declaration], transition, check_teachable=False)
-            except ValueError as error:
-                problems.append(Problem(where, str(error)))
-    return problems
-
-
-def _unknown_names(
-    declaration: LabelDeclaration, where: str, known: set[str], what: str, skip: str = ""
-) -> list[Problem]:
-    return [
-        Problem(where, f"labels: {place}: class {name!r} is not one of {what}")
-        for place, name in _named_classes(declaration)
-        if name not in known and place != skip
-    ]
-
-
-def _named_classes(declaration: LabelDeclaration) -> Iterator[tuple[str, str]]:
-    """(where in the YAML, class name) for every class the declaration names."""
-    for value, meaning in sorted(declaration.values.items()):
-        if meaning in (UNLABELED, IGNORE):
-            continue
-        for name in (meaning,) if isinstance(meaning, str) else meaning:
-            yield f"value {value}", name
-    if not isinstance(declaration.exhaustive, bool):
-        for name in declaration.exhaustive:
-            yield "exhaustive", name
-    for name in declaration.absent:
-        yield "absent", name
 
 
 # ---------------------------------------------------------------------------------- the command
@@ -297,6 +203,8 @@ def check_command(
         print(format_summary(report), file=out)
         for problem in report.problems:
             print(problem, file=out)
+        for warning in report.warnings:
+            print(warning, file=out)
     for problem in shared:
         print(problem, file=out)
     count = sum(len(r.problems) for r in reports) + len(shared)

@@ -8,6 +8,7 @@ readable.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +18,8 @@ import numpy as np
 from incremental.data.core import DatasetError, Problem, read_image, read_mask, size_mismatch
 from incremental.data.folders.check import inspect_dataset
 from incremental.labels import LabelDeclaration
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from incremental.labels import Transition
@@ -62,6 +65,10 @@ class FolderDataset:
         self.stems = list(report.pairs.stems)
         self.image_paths = list(report.pairs.images)
         self.mask_paths = list(report.pairs.masks)
+        #: (width, height) of each image as displayed; empty without ``validate``.
+        self.image_sizes = list(report.image_sizes)
+        for warning in report.warnings:
+            log.warning("%s", warning)
 
     def __len__(self) -> int:
         return len(self.stems)
