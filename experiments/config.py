@@ -29,8 +29,9 @@ class ExperimentConfig:
         scenarios: names in ``configs/scenario/``, paths to scenario YAML files, or scenario
             configs written inline (mappings, e.g. ``kind: folders``; their relative paths are
             relative to the experiment file's folder).
-        strategies: strategy presets (``incremental.strategies.PRESETS``), optionally with a
-            ``+replay`` suffix.
+        strategies: registered strategies (``incremental.strategies.list_strategies()``),
+            optionally with a ``+replay`` suffix, or named variants ``{name, strategy,
+            settings}`` (see ``experiments.grid.strategy_runs``).
         seeds: training seeds; each runs the whole grid.
         profile: ``quick`` or ``full`` (``configs/profile/``), or a path to a profile YAML.
         output: output folder (default ``outputs/<name>``).
@@ -52,13 +53,15 @@ class ExperimentConfig:
         imports: Python modules to import first (for instance your strategies, which register
             themselves); also imported by every parallel job.
         retrain_old: train the old models even when cached or shipped.
+        old_model_seed: every seed's step starts from this seed's old model (the steps'
+            spread alone, at the cost of one old model); None: each seed its own.
     """
 
     name: str = "default"
     scenarios: list[Any] = field(
         default_factory=lambda: ["fashion-new-class", "fashion-split", "fashion-garment"]
     )
-    strategies: list[str] = field(
+    strategies: list[Any] = field(
         default_factory=lambda: [
             "finetune",
             "mib",
@@ -85,6 +88,7 @@ class ExperimentConfig:
     jobs: Any = "auto"
     imports: list[str] = field(default_factory=list)
     retrain_old: bool = False
+    old_model_seed: int | None = None
 
 
 class ConfigError(ValueError):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from incremental.strategies import Strategy, create_strategy, parse_strategy_name
@@ -40,6 +40,8 @@ class StrategyRun:
 
     label: str
     strategy: Strategy
+    #: the registered strategy it is made from (a variant's base).
+    registered: str = ""
 
     @property
     def name(self) -> str:
@@ -50,18 +52,43 @@ class StrategyRun:
 
 
 def strategy_runs(
-    names: list[str], overrides: Mapping[str, Mapping[str, Any]]
+    entries: list[Any], overrides: Mapping[str, Mapping[str, Any]]
 ) -> list[StrategyRun]:
     """The experiment's strategies with their overrides (per base name: ``candidate-sets``'s
     apply to ``candidate-sets+replay`` too).
 
+    An entry is a name (``candidate-sets+replay``) or a named variant, a mapping ``{name:
+    cs-consistent, strategy: candidate-sets, settings: {distillation: label_consistent}}``:
+    that strategy with those settings (over ``strategy_overrides``), reported as ``name``.
+
     Raises:
-        ValueError: an unknown name or setting, naming it.
+        ValueError: an unknown name, key or setting, naming it.
     """
     for base in overrides:
         parse_strategy_name(base)  # a typo here would silently leave a preset unchanged
     runs = []
-    for label in names:
-        base, _ = parse_strategy_name(label)
-        runs.append(StrategyRun(label, create_strategy(label, overrides.get(base))))
+    for entry in entries:
+        if isinstance(entry, Mapping):
+            unknown = sorted(set(entry) - {"name", "strategy", "settings"})
+            if unknown or "name" not in entry or "strategy" not in entry:
+                raise ValueError(
+                    f"a strategy variant needs 'name' and 'strategy' (and may have 'settings'), "
+                    f"got {dict(entry)}"
+                )
+            name, label = str(entry["name"]), str(entry["strategy"])
+            if "+" in name:
+                raise ValueError(f"variant {name!r}: use strategy: <name>+replay for replay")
+            base, replay = parse_strategy_name(label)
+            settings = {**dict(overrides.get(base) or {}), **dict(entry.get("settings") or {})}
+            strategy = replace(create_strategy(label, settings), name=name)
+            label = name + ("+replay" if strategy.replay else "")
+            runs.append(StrategyRun(label, strategy, base))
+            continue
+        base, _ = parse_strategy_name(str(entry))
+        strategy = create_strategy(str(entry), overrides.get(base))
+        runs.append(StrategyRun(str(entry), strategy, base))
+    labels = [r.label for r in runs]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ValueError(f"strategies named more than once: {repeated}")
     return runs

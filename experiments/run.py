@@ -40,6 +40,7 @@ from experiments.tracking import log_summary_run
 from experiments.units import chain_job, import_modules, old_model_job
 from incremental.data import DatasetError, as_sources, build_scenarios
 from incremental.io import write_text
+from incremental.module import NonFiniteLossError
 from incremental.strategies import list_strategies
 from incremental.strategies.registry import strategy_module
 from incremental.trainer import check_trainer_arguments
@@ -227,7 +228,7 @@ def run_experiment(config: DictConfig) -> Any:
     check_devices(config)
     try:
         import_modules(config)
-        runs = strategy_runs(list(config.strategies), plain(config.strategy_overrides))
+        runs = strategy_runs(plain(config.strategies), plain(config.strategy_overrides))
     except ValueError as error:
         raise ConfigError(f"strategies: {error}") from None
     check_train_settings(config, runs)
@@ -301,7 +302,9 @@ def _run(config, out, steps, configs, runs, jobs, writes, previous) -> Any:
                             print("  finished before: kept", flush=True)
                     else:
                         chains.append((text, name, seed, run.label, keys))
-        units = list(dict.fromkeys((text, name, seed) for _, name, seed, _, _ in chains))
+        fixed = config.old_model_seed  # one old model for every seed, when set
+        old_seeds = [seed if fixed is None else int(fixed) for _, _, seed, _, _ in chains]
+        units = list(dict.fromkeys((text, c[1], s) for c, s in zip(chains, old_seeds, strict=True)))
         print(f"{len(units)} old model(s), then {len(chains)} run(s), {jobs} jobs", flush=True)
         for (_, name, seed), scores in run_parallel(old_model_job, units, jobs):
             log_old_model(name, seed, scores)
@@ -319,7 +322,7 @@ def job_config(config: DictConfig, runs: list) -> DictConfig:
     """The config a parallel job rebuilds the experiment from: ``imports`` also names the
     modules that registered the experiment's strategies, so that a fresh process knows them."""
     job = config.copy()
-    modules = [strategy_module(run.name) for run in runs]
+    modules = [strategy_module(run.registered) for run in runs]
     job.imports = list(dict.fromkeys([*config.imports, *modules]))
     return job
 
@@ -363,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         if config.wandb != "online":  # online runs print their link (experiments.tracking)
             os.environ.setdefault("WANDB_SILENT", "true")
         run_experiment(config)
-    except (ConfigError, DatasetError) as error:
+    except (ConfigError, DatasetError, NonFiniteLossError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # a read-only folder, a full disk: one line naming the file

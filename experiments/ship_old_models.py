@@ -1,6 +1,7 @@
 """Train the old models a profile uses and ship them in ``experiments/old_models/``.
 
-``python -m experiments.ship_old_models [--profile quick] [--scenarios a,b] [--seeds 0] [--jobs N]``
+``python -m experiments.ship_old_models [--profile quick] [--scenarios a,b] [--seeds 0] [--jobs N]
+[--rescore]``
 trains, from scratch, the old model of every (scenario, seed) of the default experiment under
 the profile, exactly as ``python -m experiments.run --retrain-old`` would, and writes each as
 ``experiments/old_models/old-<scenario>-seed<N>-<hash>.pt``: a model file that records its
@@ -26,7 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--jobs", default="auto")
     parser.add_argument("--work", default="outputs/ship-old-models", help="scratch folder")
+    parser.add_argument(
+        "--rescore", action="store_true", help="only score the shipped models again (no training)"
+    )
     args = parser.parse_args(argv)
+    if args.rescore:
+        for path in sorted(SHIPPED_DIR.glob("old-*.pt")):
+            scores = rescore(path)
+            print(f"{path.name}: test scenes mIoU {scores['miou_all']:.3f}")
+        return 0
     work = Path(args.work)
     cache = work / "cache"
     command = [
@@ -46,6 +55,34 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copy2(path, SHIPPED_DIR / path.name)
         print(f"shipped {SHIPPED_DIR / path.name}")
     return 0
+
+
+def rescore(path: Path) -> dict[str, float]:
+    """Score a shipped old model again on its scenario's test scenes in old labels (the
+    ``test_scenes/`` scores of its metadata), without training: for a change of that
+    evaluation only. The weights and their checksum are untouched."""
+    from experiments.config import load_scenario_config
+    from incremental.data import build_scenario
+    from incremental.labels import StepLabels
+    from incremental.models import load_model_file, save_model_file
+    from incremental.module import IncrementalSegmenter
+    from incremental.trainer import TrainConfig, evaluate
+
+    model_file = load_model_file(path)
+    payload = model_file.metadata["cache"]
+    config = dict(payload["scenario"])  # the old data's config: complete it to build it
+    config["sizes"] = {"new_train": 1, "val": 1, **config["sizes"]}
+    scenario = build_scenario(load_scenario_config({"name": "rescore", **config}))
+    labels = StepLabels.identity(model_file.classes, [scenario.old_train.declaration])
+    module = IncrementalSegmenter(model_file.build(), labels)
+    scores = evaluate(module, scenario.old_test, TrainConfig(**payload["train"]))
+    metadata = dict(model_file.metadata)
+    metadata["scores"] = {
+        **{k: v for k, v in metadata["scores"].items() if not k.startswith("test_scenes/")},
+        **{f"test_scenes/{k}": v for k, v in scores.items()},
+    }
+    save_model_file(path, module.student, model_file.spec, model_file.classes, metadata=metadata)
+    return scores
 
 
 if __name__ == "__main__":

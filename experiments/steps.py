@@ -44,7 +44,10 @@ def old_model(
 ) -> StepResult:
     """The old model: the user's (``scenario.teacher``), or the cached (or shipped) one of
     (scenario, model, step-0 settings, seed), trained if absent or ``retrain_old`` (and cached
-    when this process ``writes``)."""
+    when this process ``writes``). With ``old_model_seed`` set, every seed's step starts from
+    that seed's old model."""
+    if config.old_model_seed is not None:
+        seed = int(config.old_model_seed)
     if scenario.teacher is not None:
         return StepResult(scenario.teacher.model, {}, None, metadata={"id": "given"})
     train = plain(config.train_old)
@@ -172,6 +175,7 @@ def strategy_step(
         "seed": seed,
         "replay": strategy.replay,
         **result.scores,
+        "old_model_seed": seed if config.old_model_seed is None else config.old_model_seed,
         "old_model_miou": teacher.scores.get("miou_all"),
         "old_model_test_miou": teacher.scores.get("test_scenes/miou_all"),
         "train_seconds": round(time.time() - started, 1),

@@ -63,7 +63,7 @@ def chain_job(
     teacher = old_model(config, scenario_cfg, scenarios[0], seed, out, writes=True)
     (run,) = [
         r
-        for r in strategy_runs(list(config.strategies), plain(config.strategy_overrides))
+        for r in strategy_runs(plain(config.strategies), plain(config.strategy_overrides))
         if r.label == label
     ]
     keys = {RunKey(*key) for key in finished}

@@ -33,9 +33,9 @@ class Scenario:
             for the oracle; None when unknown.
         old_val: old-class validation data for the teacher (step 0) in old labels; None when
             the old model is given (``teacher``).
-        old_test: the test scenes labeled in the old classes, as the old images were (a new
-            class as its hiding place, a split child as its parent): the old model's score on
-            the step's own test scenes; None where unknown.
+        old_test: the test scenes labeled in the old classes (a split child as its parent;
+            a new class, which the old model never saw, ignored): the old model's score on the
+            step's own test scenes; None where unknown.
         info: scenario parameters worth reporting beside results (sizes, sibling rate...).
         report_new_classes: classes scored as "new" when not the transition's created ones
             (later steps of a multi-step benchmark: every class added after step 0).

@@ -132,18 +132,24 @@ def test_read_only_output_folder(tmp_path, config, capsys):
         out.chmod(0o700)
 
 
-def test_full_disk_is_one_line_naming_the_file(tmp_path, config, capsys, monkeypatch):
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
+def test_full_disk_or_read_only_is_one_line_naming_the_file(
+    tmp_path, config, capsys, monkeypatch, code
+):
+    """A full disk, or a folder that turns read-only (root writes through permissions, so the
+    file system's refusal is simulated where the files are written)."""
     import incremental.io
 
     real = os.fsync
 
-    def full(fd):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    def refuse(fd):
+        raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(incremental.io.os, "fsync", full)
+    monkeypatch.setattr(incremental.io.os, "fsync", refuse)
     assert main([str(config), "--output", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "No space left on device" in err[0] and "cannot write" in err[0]
+    assert len(err) == 1 and os.strerror(code) in err[0] and "cannot write" in err[0]
+    assert str(tmp_path) in err[0]  # the file it was writing
     monkeypatch.setattr(incremental.io.os, "fsync", real)
     assert not list(tmp_path.rglob("*.tmp"))  # no temporary file left behind
 
@@ -196,6 +202,41 @@ def test_pickled_object_refusal_never_suggests_loading_it(tmp_path, capsys):
     assert cli(["export", "--model", str(path), "--out", str(tmp_path / "m.onnx")]) == 2
     err = capsys.readouterr().err
     assert "refused to load" in err and "weights_only" not in err
+
+
+def test_non_finite_weights_are_never_saved(tmp_path):
+    model = create_model("tiny-unet", 3)
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] = float("nan")
+    with pytest.raises(ValueError, match="not saved: 1 tensor"):
+        save_model_file(tmp_path / "m.pt", model, {"name": "tiny-unet"}, ["a", "b", "c"])
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_batch_larger_than_the_data_is_said(caplog):
+    from incremental.data.core import ArraySource
+    from incremental.data.datamodule import IncrementalDataModule
+    from incremental.labels import LabelDeclaration
+
+    declaration = LabelDeclaration("d", {0: "unlabeled", 1: "bag"})
+    source = ArraySource(np.zeros((3, 32, 32, 3), np.uint8), np.ones((3, 32, 32), np.uint8),
+                         declaration)  # fmt: skip
+    with caplog.at_level("WARNING"):
+        IncrementalDataModule([(source, 0)], source, batch_size=8).train_dataloader()
+    assert "batch_size 8 is larger than the 3 training samples" in caplog.text
+
+
+def test_predict_writes_masks_in_the_displayed_orientation(tmp_path):
+    from incremental.predict import predict_folder
+
+    path = _model_file(tmp_path)
+    image = Image.fromarray(np.zeros((32, 64, 3), np.uint8))
+    exif = image.getexif()
+    exif[0x0112] = 6
+    (tmp_path / "images").mkdir()
+    image.save(tmp_path / "images" / "a.jpg", exif=exif.tobytes())
+    (written,) = predict_folder(path, tmp_path / "images", tmp_path / "out", progress=False)
+    assert Image.open(written).size == (32, 64)  # width x height as displayed, not as stored
 
 
 def test_old_model_file_without_checksum_loads_with_a_warning(tmp_path):

@@ -179,3 +179,28 @@ def test_trainer_arguments_pass_through(tmp_path, config_file):
     (metrics,) = (out / "runs").rglob("finetune/seed0/logs/*/metrics.csv")
     logged = pd.read_csv(metrics).dropna(subset=["train/loss"])
     assert list(logged["step"]) == [0]  # 2 batches, accumulated into one optimizer step
+
+
+def test_named_strategy_variants(tmp_path, config_file):
+    """One experiment, two variants of one strategy: each reported under its own name."""
+    variants = [
+        "finetune",
+        {"name": "cs-consistent", "strategy": "candidate-sets",
+         "settings": {"distillation": "label_consistent", "remainder_share": 0.9}},
+        {"name": "cs-consistent", "strategy": "candidate-sets+replay"},
+    ]  # fmt: skip
+    config = yaml.safe_load(config_file.read_text())
+    path = tmp_path / "variants.yaml"
+    path.write_text(yaml.safe_dump({**config, "strategies": variants,
+                                    "scenarios": ["fashion-split"]}))  # fmt: skip
+    out = tmp_path / "out"
+    assert main([str(path), "--output", str(out)]) == 0
+    frame = pd.read_csv(out / "results.csv")
+    assert sorted(zip(frame["strategy"], frame["replay"], strict=True)) == [
+        ("cs-consistent", False), ("cs-consistent", True), ("finetune", False)
+    ]  # fmt: skip
+    assert (out / "models" / "fashion-split" / "cs-consistent+replay-seed0.pt").is_file()
+    bad = {**config, "strategies": [{"name": "x", "strategy": "candidate-sets",
+                                     "settings": {"distilation": "set"}}]}  # fmt: skip
+    path.write_text(yaml.safe_dump(bad))
+    assert main([str(path), "--output", str(tmp_path / "bad")]) == 2
