@@ -34,6 +34,16 @@ def step_train_settings(config: DictConfig, strategy: str) -> dict[str, Any]:
     return {**plain(config.train), **plain(config.strategy_train.get(strategy, {}))}
 
 
+def old_model_payload(
+    config: DictConfig, scenario_cfg: dict, fashion_mnist: str | None, seed: int
+) -> dict[str, Any]:
+    """What decides the old model of (scenario, seed) under ``config``: its cache hash is made
+    of this, and a shipped model file records it (``metadata["cache"]``)."""
+    return cache_payload(
+        scenario_cfg, fashion_mnist, plain(config.model), plain(config.train_old), seed
+    )
+
+
 def old_model(
     config: DictConfig,
     scenario_cfg: dict,
@@ -51,9 +61,7 @@ def old_model(
     if scenario.teacher is not None:
         return StepResult(scenario.teacher.model, {}, None, metadata={"id": "given"})
     train = plain(config.train_old)
-    payload = cache_payload(
-        scenario_cfg, scenario.info.get("fashion_mnist"), plain(config.model), train, seed
-    )
+    payload = old_model_payload(config, scenario_cfg, scenario.info.get("fashion_mnist"), seed)
     key = cache_key(payload)
     found = None if config.retrain_old else find_old_model(config.cache_dir, seed, key)
     if found is not None:

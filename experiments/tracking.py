@@ -91,3 +91,6 @@ def log_summary_run(config: DictConfig, out: Path, frame: Any) -> None:
             run.log_artifact(artifact)
     finally:
         run.finish()
+        # finish() can return before W&B's service has flushed the run file; the offline
+        # files must be complete (for ``wandb sync``) when the runner returns.
+        wandb.teardown()

@@ -59,7 +59,7 @@ PINNED = {
     ),
     "candidate-sets": (
         (Refine(0.7),),
-        (PartialCE(), SetKD(1.0)),
+        (PartialCE(), SetKD(1.0, conditioning="label_consistent")),
         "mass_preserving",
         LabelReading(),
     ),
