@@ -35,7 +35,7 @@ from experiments.report import (
     summary_table,
     write_summary,
 )
-from experiments.steps import old_model, plain, strategy_chain
+from experiments.steps import old_model, old_model_ready, plain, strategy_chain
 from experiments.tracking import log_summary_run
 from experiments.units import chain_job, import_modules, old_model_job
 from incremental.data import DatasetError, as_sources, build_scenarios
@@ -290,7 +290,11 @@ def _run(config, out, steps, configs, runs, jobs, writes, previous) -> Any:
                         finished, step_started, lambda row: add([row]),
                     )  # fmt: skip
     else:
-        text = OmegaConf.to_yaml(job_config(config, runs), resolve=True)
+        job = job_config(config, runs)
+        old_text = OmegaConf.to_yaml(job, resolve=True)
+        # The old models are (re)trained in the first phase; the chains only load them.
+        job.retrain_old = False
+        text = OmegaConf.to_yaml(job, resolve=True)
         keys = [tuple(vars(k).values()) for k in finished]
         chains = []
         for name in configs:
@@ -304,9 +308,20 @@ def _run(config, out, steps, configs, runs, jobs, writes, previous) -> Any:
                         chains.append((text, name, seed, run.label, keys))
         fixed = config.old_model_seed  # one old model for every seed, when set
         old_seeds = [seed if fixed is None else int(fixed) for _, _, seed, _, _ in chains]
-        units = list(dict.fromkeys((text, c[1], s) for c, s in zip(chains, old_seeds, strict=True)))
-        print(f"{len(units)} old model(s), then {len(chains)} run(s), {jobs} jobs", flush=True)
-        for (_, name, seed), scores in run_parallel(old_model_job, units, jobs):
+        units = list(
+            dict.fromkeys((old_text, c[1], s) for c, s in zip(chains, old_seeds, strict=True))
+        )
+        to_train = []
+        for unit in units:  # old models already cached or shipped: loaded here, no process
+            _, name, seed = unit
+            if old_model_ready(config, configs[name], steps[name][0], seed):
+                teacher = old_model(config, configs[name], steps[name][0], seed, out, writes)
+                log_old_model(name, seed, teacher.scores)
+            else:
+                to_train.append(unit)
+        print(f"{len(to_train)} old model(s) to train, then {len(chains)} run(s), {jobs} jobs",
+              flush=True)  # fmt: skip
+        for (_, name, seed), scores in run_parallel(old_model_job, to_train, jobs):
             log_old_model(name, seed, scores)
         for (_, name, seed, label, _), new_rows in run_parallel(chain_job, chains, jobs):
             for scenario in steps[name]:

@@ -44,6 +44,19 @@ def old_model_payload(
     )
 
 
+def old_model_ready(config: DictConfig, scenario_cfg: dict, scenario: Scenario, seed: int) -> bool:
+    """Whether :func:`old_model` would find the old model (given, cached or shipped) instead of
+    training it."""
+    if config.old_model_seed is not None:
+        seed = int(config.old_model_seed)
+    if scenario.teacher is not None:
+        return True
+    if config.retrain_old:
+        return False
+    payload = old_model_payload(config, scenario_cfg, scenario.info.get("fashion_mnist"), seed)
+    return find_old_model(config.cache_dir, seed, cache_key(payload)) is not None
+
+
 def old_model(
     config: DictConfig,
     scenario_cfg: dict,

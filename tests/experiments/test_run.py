@@ -158,14 +158,32 @@ def test_parallel_jobs_write_every_run(tmp_path, config_file, capsys):
             "--scenarios", "fashion-new-class"]  # fmt: skip
     assert main(argv) == 0
     text = capsys.readouterr().out
-    assert "2 old model(s), then 4 run(s), 2 jobs" in text
+    assert "2 old model(s) to train, then 4 run(s), 2 jobs" in text
     results = pd.read_csv(out / "results.csv")
     assert sorted(zip(results["strategy"], results["seed"], strict=True)) == [
         ("candidate-sets", 0), ("candidate-sets", 1), ("finetune", 0), ("finetune", 1)
     ]  # fmt: skip
     assert len(list((out / "models").rglob("*.pt"))) == 4
+    # Each old model was trained once: the chains loaded it from the cache.
+    for seed in (0, 1):
+        logs = out / "runs" / "fashion-new-class" / "old-model" / f"seed{seed}" / "logs"
+        assert [v.name for v in logs.iterdir()] == ["version_0"]
     assert main([*argv, "--resume"]) == 0
     assert capsys.readouterr().out.count("finished before: kept") == 4
+    # Cached old models are loaded by the main process; none is sent to a job.
+    assert main([*argv, "--output", str(tmp_path / "again")]) == 0
+    assert "0 old model(s) to train, then 4 run(s)" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_parallel_retrain_old_trains_each_old_model_once(tmp_path, config_file, capsys):
+    out = tmp_path / "retrain"
+    argv = [str(config_file), "--output", str(out), "--jobs", "2", "--retrain-old",
+            "--scenarios", "fashion-new-class"]  # fmt: skip
+    assert main(argv) == 0
+    assert "1 old model(s) to train, then 2 run(s)" in capsys.readouterr().out
+    logs = out / "runs" / "fashion-new-class" / "old-model" / "seed0" / "logs"
+    assert [v.name for v in logs.iterdir()] == ["version_0"]  # not again in each chain
 
 
 def test_trainer_arguments_pass_through(tmp_path, config_file):
