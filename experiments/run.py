@@ -149,8 +149,8 @@ def check_devices(config: DictConfig) -> None:
 
 def check_train_settings(config: DictConfig, runs: list) -> None:
     """``strategy_train`` names known strategies and TrainConfig keys only; every loop setting
-    is in range, every ``trainer`` mapping holds ``lightning.Trainer`` arguments only, the
-    accelerator exists here. Errors name the key."""
+    is in range (the accelerator available: :class:`TrainConfig` checks), every ``trainer``
+    mapping holds ``lightning.Trainer`` arguments only. Errors name the key."""
     known = {r.name for r in runs} | set(list_strategies())
     fields = set(TrainConfig.__dataclass_fields__)
     for name, settings in plain(config.strategy_train).items():
@@ -171,18 +171,6 @@ def check_train_settings(config: DictConfig, runs: list) -> None:
         except ValueError as error:
             message = str(error) if "trainer" in str(error) else f"{where}.{error}"
             raise ConfigError(message) from None
-        accelerator = str(settings.get("accelerator", "auto"))
-        if accelerator in ("gpu", "cuda") and not _cuda_available():
-            raise ConfigError(
-                f"{where}.accelerator: {accelerator!r} asked for, but this machine has no CUDA "
-                "device; use 'auto' (the GPU when there is one) or 'cpu'"
-            )
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def check_model(config: DictConfig) -> None:

@@ -44,17 +44,25 @@ def old_model_payload(
     )
 
 
+def _lookup_old_model(
+    config: DictConfig, scenario_cfg: dict, scenario: Scenario, seed: int
+) -> tuple[int, dict[str, Any], str, Path | None]:
+    """(the seed whose old model it is, what decides it, its cache key, the cached or shipped
+    file to use or None: to train) for a scenario without a given old model."""
+    if config.old_model_seed is not None:
+        seed = int(config.old_model_seed)
+    payload = old_model_payload(config, scenario_cfg, scenario.info.get("fashion_mnist"), seed)
+    key = cache_key(payload)
+    found = None if config.retrain_old else find_old_model(config.cache_dir, seed, key)
+    return seed, payload, key, found
+
+
 def old_model_ready(config: DictConfig, scenario_cfg: dict, scenario: Scenario, seed: int) -> bool:
     """Whether :func:`old_model` would find the old model (given, cached or shipped) instead of
     training it."""
-    if config.old_model_seed is not None:
-        seed = int(config.old_model_seed)
     if scenario.teacher is not None:
         return True
-    if config.retrain_old:
-        return False
-    payload = old_model_payload(config, scenario_cfg, scenario.info.get("fashion_mnist"), seed)
-    return find_old_model(config.cache_dir, seed, cache_key(payload)) is not None
+    return _lookup_old_model(config, scenario_cfg, scenario, seed)[3] is not None
 
 
 def old_model(
@@ -69,14 +77,10 @@ def old_model(
     (scenario, model, step-0 settings, seed), trained if absent or ``retrain_old`` (and cached
     when this process ``writes``). With ``old_model_seed`` set, every seed's step starts from
     that seed's old model."""
-    if config.old_model_seed is not None:
-        seed = int(config.old_model_seed)
     if scenario.teacher is not None:
         return StepResult(scenario.teacher.model, {}, None, metadata={"id": "given"})
+    seed, payload, key, found = _lookup_old_model(config, scenario_cfg, scenario, seed)
     train = plain(config.train_old)
-    payload = old_model_payload(config, scenario_cfg, scenario.info.get("fashion_mnist"), seed)
-    key = cache_key(payload)
-    found = None if config.retrain_old else find_old_model(config.cache_dir, seed, key)
     if found is not None:
         cached = load_model_file(found)
         log.info("old model: %s", found)

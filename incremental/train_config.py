@@ -19,8 +19,8 @@ class TrainConfig:
             polynomially to 0.
         num_workers: data loader processes.
         accelerator, devices, strategy, num_nodes: Lightning's; ``accelerator="auto"`` (the
-            default) is the GPU when there is one, the CPU otherwise; ``strategy="ddp"`` for
-            several processes.
+            default) is the GPU when there is one, the CPU otherwise (``"gpu"``/``"cuda"``
+            where there is none is an error); ``strategy="ddp"`` for several processes.
         precision: Lightning precision; ``"32-true"`` unless asked (mixed precision is opt-in).
         early_stopping_patience: validation epochs without improvement before stopping; None
             disables early stopping.
@@ -109,3 +109,8 @@ class TrainConfig:
         need(0.0 <= self.max_skipped_share < 1.0, "max_skipped_share", "must be in [0, 1)")
         need(self.augment != "paper" or self.crop_size is not None, "augment",
              "needs crop_size (the papers' is 512)")  # fmt: skip
+        if str(self.accelerator) in ("gpu", "cuda"):
+            import torch
+
+            need(torch.cuda.is_available(), "accelerator", "asked for, but this machine has no "
+                 "CUDA device; use 'auto' (the GPU when there is one) or 'cpu'")  # fmt: skip

@@ -37,7 +37,7 @@ def candidate_sets(
             set), ``"label_conditioned"`` (the teacher side only), ``"set"`` (plain set
             distillation, the default before 2026-11-27) or ``"none"``. The default was chosen
             by ``experiments/configs/studies/distillation.yaml`` (README, Results): better on
-            both splits, even on the new class.
+            both splits, no different on the new class.
         refine, refine_threshold, refine_criterion: teacher-refined sets.
         init: head expansion, ``"mass_preserving"`` or ``"random"``.
         remainder_share: a split remainder's share of its parent at step start (None: equal).
