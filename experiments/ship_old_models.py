@@ -15,6 +15,7 @@ import argparse
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from experiments.cache import SHIPPED_DIR
 from experiments.run import main as run_main
@@ -57,14 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def rescore(path: Path) -> dict[str, float]:
-    """Score a shipped old model again on its scenario's test scenes in old labels (the
-    ``test_scenes/`` scores of its metadata), without training: for a change of that
-    evaluation only. The weights and their checksum are untouched."""
+def test_scene_scores(path: Path) -> tuple[dict[str, float], Any, Any]:
+    """A shipped old model's scores on its scenario's test scenes in old labels (added classes
+    ignored, split children counted as their parent), computed now; with the model file and
+    the module that scored it."""
     from experiments.config import load_scenario_config
     from incremental.data import build_scenario
     from incremental.labels import StepLabels
-    from incremental.models import load_model_file, save_model_file
+    from incremental.models import load_model_file
     from incremental.module import IncrementalSegmenter
     from incremental.trainer import TrainConfig, evaluate
 
@@ -76,6 +77,16 @@ def rescore(path: Path) -> dict[str, float]:
     labels = StepLabels.identity(model_file.classes, [scenario.old_train.declaration])
     module = IncrementalSegmenter(model_file.build(), labels)
     scores = evaluate(module, scenario.old_test, TrainConfig(**payload["train"]))
+    return scores, model_file, module
+
+
+def rescore(path: Path) -> dict[str, float]:
+    """Score a shipped old model again on its scenario's test scenes in old labels (the
+    ``test_scenes/`` scores of its metadata), without training: for a change of that
+    evaluation only. The weights and their checksum are untouched."""
+    from incremental.models import save_model_file
+
+    scores, model_file, module = test_scene_scores(path)
     metadata = dict(model_file.metadata)
     metadata["scores"] = {
         **{k: v for k, v in metadata["scores"].items() if not k.startswith("test_scenes/")},
