@@ -16,8 +16,9 @@ from typing import Any
 
 #: Bump when a change makes cached old models stale.
 CACHE_VERSION = 1
-#: Step-0 settings that do not change the trained model.
-NON_SEMANTIC = ("progress_bar", "num_workers")
+#: Step-0 settings that do not change the trained model (``channels_last`` changes only
+#: floating-point rounding).
+NON_SEMANTIC = ("progress_bar", "num_workers", "channels_last")
 #: The shipped old models.
 SHIPPED_DIR = Path(__file__).resolve().parent / "old_models"
 

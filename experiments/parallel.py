@@ -30,24 +30,34 @@ def default_jobs(accelerator: str, multi_device: bool) -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def _single_thread() -> None:
+def _start_worker(initializer: Callable[..., None] | None, initargs: tuple) -> None:
     import torch
 
     torch.set_num_threads(1)
+    if initializer is not None:
+        initializer(*initargs)
 
 
 def run_parallel(
-    function: Callable[..., Any], units: Iterable[tuple], jobs: int
+    function: Callable[..., Any],
+    units: Iterable[tuple],
+    jobs: int,
+    initializer: Callable[..., None] | None = None,
+    initargs: tuple = (),
 ) -> Iterator[tuple[tuple, Any]]:
     """``function(*unit)`` for every unit in ``jobs`` single-threaded processes; yields
-    ``(unit, result)`` as they finish (the first error stops the rest and is raised)."""
+    ``(unit, result)`` as they finish (the first error stops the rest and is raised).
+    ``initializer(*initargs)`` runs once in each process before its first unit (``initargs``
+    are pickled once per process, not once per unit)."""
     units = list(units)
     # A worker reads OMP_NUM_THREADS when it imports torch: set before the processes start.
     previous = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = "1"
     context = multiprocessing.get_context("spawn")
     try:
-        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_single_thread) as pool:
+        with ProcessPoolExecutor(
+            jobs, mp_context=context, initializer=_start_worker, initargs=(initializer, initargs)
+        ) as pool:
             futures = {pool.submit(function, *unit): unit for unit in units}
             try:
                 for future in as_completed(futures):

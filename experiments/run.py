@@ -35,9 +35,9 @@ from experiments.report import (
     summary_table,
     write_summary,
 )
-from experiments.steps import old_model, old_model_ready, plain, strategy_chain
+from experiments.steps import expected_cost, old_model, old_model_ready, plain, strategy_chain
 from experiments.tracking import log_summary_run
-from experiments.units import chain_job, import_modules, old_model_job
+from experiments.units import chain_job, import_modules, old_model_job, share_scenarios
 from incremental.data import DatasetError, as_sources, build_scenarios
 from incremental.io import write_text
 from incremental.module import NonFiniteLossError
@@ -258,8 +258,16 @@ def _run(config, out, steps, configs, runs, jobs, writes, previous) -> Any:
         print(f"[{done}/{total}] {scenario} | {label} | seed {seed} ({elapsed:.0f} s elapsed)",
               flush=True)  # fmt: skip
 
+    # Rows in the grid's order (scenario, seed, strategy), whichever job finished first.
+    grid = [
+        run.key(scenario.name, seed)
+        for name in configs for seed in config.seeds for run in runs for scenario in steps[name]
+    ]  # fmt: skip
+    order = {key: index for index, key in enumerate(grid)}
+
     def add(new_rows: list[dict]) -> None:
         rows.extend(new_rows)
+        rows.sort(key=lambda row: order.get(RunKey.of_row(row), len(order)))
         if writes and new_rows:
             write_results(out, rows)
 
@@ -294,6 +302,9 @@ def _run(config, out, steps, configs, runs, jobs, writes, previous) -> Any:
                             print("  finished before: kept", flush=True)
                     else:
                         chains.append((text, name, seed, run.label, keys))
+        # Longest first (stable: the grid's order among equals), so the last runs are short.
+        cost = {run.label: expected_cost(config, run) for run in runs}
+        chains.sort(key=lambda chain: -cost[chain[3]])
         fixed = config.old_model_seed  # one old model for every seed, when set
         old_seeds = [seed if fixed is None else int(fixed) for _, _, seed, _, _ in chains]
         units = list(
@@ -309,9 +320,10 @@ def _run(config, out, steps, configs, runs, jobs, writes, previous) -> Any:
                 to_train.append(unit)
         print(f"{len(to_train)} old model(s) to train, then {len(chains)} run(s), {jobs} jobs",
               flush=True)  # fmt: skip
-        for (_, name, seed), scores in run_parallel(old_model_job, to_train, jobs):
+        shared = (share_scenarios, (steps,))  # built once here, not again in every worker
+        for (_, name, seed), scores in run_parallel(old_model_job, to_train, jobs, *shared):
             log_old_model(name, seed, scores)
-        for (_, name, seed, label, _), new_rows in run_parallel(chain_job, chains, jobs):
+        for (_, name, seed, label, _), new_rows in run_parallel(chain_job, chains, jobs, *shared):
             for scenario in steps[name]:
                 progress(scenario.name, label, seed)
             add(new_rows)

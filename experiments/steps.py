@@ -34,6 +34,16 @@ def step_train_settings(config: DictConfig, strategy: str) -> dict[str, Any]:
     return {**plain(config.train), **plain(config.strategy_train.get(strategy, {}))}
 
 
+def expected_cost(config: DictConfig, run: StrategyRun) -> float:
+    """A run's training cost relative to a plain run, known before it trains: its epoch
+    limit times its epoch size (replaying adds ``old_share`` of old samples to each epoch).
+    Parallel jobs start the costly runs first, so that no long run is left alone at the end
+    (the oracle stops early, so this is an upper bound for it)."""
+    epochs = float(step_train_settings(config, run.name).get("epochs") or 1)
+    strategy = run.strategy
+    return epochs / (1.0 - strategy.old_share) if strategy.replay else epochs
+
+
 def old_model_payload(
     config: DictConfig, scenario_cfg: dict, fashion_mnist: str | None, seed: int
 ) -> dict[str, Any]:

@@ -2,9 +2,10 @@
 
 A job gets the config as YAML text and names (scenario, seed, strategy label): it imports the
 experiment's modules, rebuilds the scenarios and strategies (deterministic from the config),
-and runs; the main process collects what it returns and writes the outputs. A worker process
-keeps the scenarios it built for its next jobs, as the in-process runner keeps them for all of
-its runs (building the quick profile's scenes takes 9-15 s a scenario).
+and runs; the main process collects what it returns and writes the outputs. The scenarios the
+main process built reach each worker once, when it starts (:func:`share_scenarios`: building
+the quick profile's scenes takes 9-15 s a scenario, unpickling them well under one); a worker
+builds, and keeps for its next jobs, only those it was not given.
 """
 
 from __future__ import annotations
@@ -45,10 +46,22 @@ def _restore(config_yaml: str) -> DictConfig:
     return config
 
 
+#: Scenarios built by the main process, by name (set in each worker when it starts).
+_SHARED: dict[str, list] = {}
+
+
+def share_scenarios(steps: dict[str, list]) -> None:
+    """Worker initializer: the main process's built scenarios (its steps, by scenario name)."""
+    _SHARED.update(steps)
+
+
 @functools.lru_cache(maxsize=4)
 def _scenarios(config_yaml: str, scenario: str) -> tuple[dict, list]:
-    """(the scenario's config, its built steps), once per worker process and config."""
+    """(the scenario's config, its steps): those the main process shared, else built once per
+    worker process and config."""
     scenario_cfg = scenario_configs(OmegaConf.create(config_yaml))[scenario]
+    if scenario in _SHARED:
+        return scenario_cfg, _SHARED[scenario]
     return scenario_cfg, build_scenarios(scenario_cfg)
 
 

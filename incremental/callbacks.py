@@ -1,6 +1,7 @@
 """Lightning callbacks the LightningModule hands to the Trainer (``configure_callbacks``): the
 ones strategies bring (:meth:`Strategy.callbacks`: freezing the old network, fitting PLOP's
-entropy thresholds before training) and the logging of the loss terms."""
+entropy thresholds before training) and the logging of the loss terms; and the one the loop
+settings bring (:class:`ChannelsLast`, added by :func:`incremental.trainer.make_trainer`)."""
 
 from __future__ import annotations
 
@@ -127,6 +128,18 @@ class FitEntropyThresholds(L.Callback):
             reduce_sum,
         )
         thresholds.copy_(fitted.to(thresholds.device))
+
+
+class ChannelsLast(L.Callback):
+    """Put the module's networks in the channels-last memory layout when a stage starts.
+
+    A convolution whose weight is channels-last returns channels-last activations whatever the
+    input's layout, so the batches need no conversion. Loading a checkpoint copies values into
+    the parameters and keeps their layout; model files are written contiguous.
+    """
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        pl_module.to(memory_format=torch.channels_last)
 
 
 class LogLossTerms(L.Callback):

@@ -15,7 +15,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from torch import nn
 from torch.utils.data import DataLoader
 
-from incremental.callbacks import LogValidationImages
+from incremental.callbacks import ChannelsLast, LogValidationImages
 from incremental.checkpoint_io import SafeCheckpointIO
 from incremental.data.core import SampleDataset, SegmentationSource
 from incremental.data.datamodule import IncrementalDataModule, pad_collate
@@ -104,6 +104,8 @@ def make_trainer(
         callbacks.append(
             EarlyStopping(MONITOR, mode="max", patience=config.early_stopping_patience)
         )
+    if config.channels_last:
+        callbacks.append(ChannelsLast())
     if config.progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=config.progress_refresh_rate))
     if config.log_images > 0 and any(type(lg).__name__ == "WandbLogger" for lg in loggers or []):
@@ -173,6 +175,7 @@ def evaluate(
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
+        callbacks=[ChannelsLast()] if config.channels_last else [],
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from incremental.labels import CandidateSetTable
@@ -89,3 +90,29 @@ def test_replay_adds_old_images_instead_of_taking_the_new_ones_place(new_class_s
     assert epoch_size(step_data(new_class_scenario, plain), plain, TrainConfig()) == len(
         new_class_scenario.new_train
     )
+
+
+def _is_channels_last(model: torch.nn.Module) -> list[bool]:
+    return [
+        p.is_contiguous(memory_format=torch.channels_last)
+        for p in model.parameters()
+        if p.ndim == 4 and p.shape[1] > 1 and p.shape[2] * p.shape[3] > 1
+    ]
+
+
+def test_channels_last_trains_the_same_model_up_to_rounding(tmp_path, new_class_scenario):
+    """``channels_last`` (the default) lays the weights out channels-last while training and
+    scoring; files are written contiguous, and the scores match the contiguous run's."""
+    spec = {"name": "tiny-unet"}
+    runs = {}
+    for layout in (True, False):
+        config = TrainConfig(**{**FAST.__dict__, "channels_last": layout})
+        runs[layout] = train_old_model(new_class_scenario, spec, config, 0, tmp_path / str(layout))
+        flags = _is_channels_last(runs[layout].model)
+        assert flags and all(flags) == layout and any(flags) == layout
+    path = save_model_file(
+        tmp_path / "m.pt", runs[True].model, spec, new_class_scenario.transition.old_classes
+    )
+    state = torch.load(path, weights_only=False)["state_dict"]
+    assert all(t.is_contiguous() for t in state.values())
+    assert runs[True].scores["miou_all"] == pytest.approx(runs[False].scores["miou_all"], abs=0.01)

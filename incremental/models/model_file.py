@@ -87,7 +87,8 @@ def save_model_file(
     Raises:
         ValueError: a weight is not finite (a diverged run's model is no model).
     """
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    # Contiguous: a file does not depend on the memory layout the weights were trained in.
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     bad = non_finite_tensors(state)
     if bad:
         raise ValueError(

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from omegaconf import OmegaConf
 
 from experiments.run import main
 from incremental.models import load_model_file
@@ -160,8 +161,9 @@ def test_parallel_jobs_write_every_run(tmp_path, config_file, capsys):
     text = capsys.readouterr().out
     assert "2 old model(s) to train, then 4 run(s), 2 jobs" in text
     results = pd.read_csv(out / "results.csv")
-    assert sorted(zip(results["strategy"], results["seed"], strict=True)) == [
-        ("candidate-sets", 0), ("candidate-sets", 1), ("finetune", 0), ("finetune", 1)
+    # The grid's order (seed, then strategy), though the replaying chains started first.
+    assert list(zip(results["strategy"], results["seed"], strict=True)) == [
+        ("finetune", 0), ("candidate-sets", 0), ("finetune", 1), ("candidate-sets", 1)
     ]  # fmt: skip
     assert len(list((out / "models").rglob("*.pt"))) == 4
     # Each old model was trained once: the chains loaded it from the cache.
@@ -173,6 +175,35 @@ def test_parallel_jobs_write_every_run(tmp_path, config_file, capsys):
     # Cached old models are loaded by the main process; none is sent to a job.
     assert main([*argv, "--output", str(tmp_path / "again")]) == 0
     assert "0 old model(s) to train, then 4 run(s)" in capsys.readouterr().out
+
+
+def test_costly_runs_start_first():
+    """Parallel jobs start the runs with the most epochs and the largest epochs first: the
+    oracle (up to 20 epochs, with old images), then replay, then the rest in grid order."""
+    from experiments.config import load_config
+    from experiments.grid import strategy_runs
+    from experiments.steps import expected_cost
+
+    config = load_config()  # the quick profile
+    runs = strategy_runs(list(config.strategies), dict(config.strategy_overrides))
+    cost = {run.label: expected_cost(config, run) for run in runs}
+    assert cost["joint"] > cost["candidate-sets+replay"] > cost["candidate-sets"]
+    assert cost["candidate-sets"] == cost["finetune"] == config.train.epochs
+
+
+def test_workers_use_the_scenarios_the_main_process_shared(monkeypatch):
+    from experiments import units
+    from experiments.config import load_config
+
+    config_yaml = OmegaConf.to_yaml(load_config())
+    built = ["the main process's steps"]
+    monkeypatch.setattr(units, "_SHARED", {})
+    monkeypatch.setattr(units, "build_scenarios", lambda cfg: pytest.fail("built again"))
+    units._scenarios.cache_clear()
+    units.share_scenarios({"fashion-split": built})
+    scenario_cfg, steps = units._scenarios(config_yaml, "fashion-split")
+    assert steps is built and scenario_cfg["name"] == "fashion-split"
+    units._scenarios.cache_clear()
 
 
 @pytest.mark.slow
