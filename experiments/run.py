@@ -39,6 +39,7 @@ from experiments.steps import expected_cost, old_model, old_model_ready, plain, 
 from experiments.tracking import log_summary_run
 from experiments.units import chain_job, import_modules, old_model_job, share_scenarios
 from incremental.data import DatasetError, as_sources, build_scenarios
+from incremental.data.fashion.streams import scene_cache, using_scene_cache
 from incremental.io import write_text
 from incremental.module import NonFiniteLossError
 from incremental.strategies import list_strategies
@@ -210,7 +211,13 @@ def resolve_jobs(config: DictConfig) -> int:
 
 
 def run_experiment(config: DictConfig) -> Any:
-    """Run the grid; returns the results frame."""
+    """Run the grid; returns the results frame. Drawn scenes are kept beside the old models
+    (``cache_dir/scenes``): parallel jobs and later runs read them instead of drawing them."""
+    with using_scene_cache(Path(config.cache_dir) / "scenes"):
+        return _checked_run(config)
+
+
+def _checked_run(config: DictConfig) -> Any:
     out = Path(config.output)
     writes = is_main_process()
     check_devices(config)
@@ -320,7 +327,8 @@ def _run(config, out, steps, configs, runs, jobs, writes, previous) -> Any:
                 to_train.append(unit)
         print(f"{len(to_train)} old model(s) to train, then {len(chains)} run(s), {jobs} jobs",
               flush=True)  # fmt: skip
-        shared = (share_scenarios, (steps,))  # built once here, not again in every worker
+        # The scenarios and where their drawn scenes are kept, once per worker.
+        shared = (share_scenarios, (steps, scene_cache()))
         for (_, name, seed), scores in run_parallel(old_model_job, to_train, jobs, *shared):
             log_old_model(name, seed, scores)
         for (_, name, seed, label, _), new_rows in run_parallel(chain_job, chains, jobs, *shared):

@@ -3,9 +3,10 @@
 A job gets the config as YAML text and names (scenario, seed, strategy label): it imports the
 experiment's modules, rebuilds the scenarios and strategies (deterministic from the config),
 and runs; the main process collects what it returns and writes the outputs. The scenarios the
-main process built reach each worker once, when it starts (:func:`share_scenarios`: building
-the quick profile's scenes takes 9-15 s a scenario, unpickling them well under one); a worker
-builds, and keeps for its next jobs, only those it was not given.
+main process built reach each worker once, when it starts (:func:`share_scenarios`), with the
+scene cache folder: a Fashion scenario's scenes are drawn by the first process that reads them
+and read back from the cache by the others (drawing the quick profile's scenes takes 10-13 s a
+scenario). A worker builds, and keeps for its next jobs, only the scenarios it was not given.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from experiments.config import scenario_configs
 from experiments.grid import RunKey, strategy_runs
 from experiments.steps import old_model, plain, strategy_chain
 from incremental.data import build_scenarios
+from incremental.data.fashion.streams import set_scene_cache
 
 
 def import_modules(config: DictConfig) -> None:
@@ -50,8 +52,10 @@ def _restore(config_yaml: str) -> DictConfig:
 _SHARED: dict[str, list] = {}
 
 
-def share_scenarios(steps: dict[str, list]) -> None:
-    """Worker initializer: the main process's built scenarios (its steps, by scenario name)."""
+def share_scenarios(steps: dict[str, list], scene_folder: Path | None) -> None:
+    """Worker initializer: the main process's built scenarios (its steps, by scenario name) and
+    its scene cache folder."""
+    set_scene_cache(scene_folder)
     _SHARED.update(steps)
 
 

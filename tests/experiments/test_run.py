@@ -200,7 +200,7 @@ def test_workers_use_the_scenarios_the_main_process_shared(monkeypatch):
     monkeypatch.setattr(units, "_SHARED", {})
     monkeypatch.setattr(units, "build_scenarios", lambda cfg: pytest.fail("built again"))
     units._scenarios.cache_clear()
-    units.share_scenarios({"fashion-split": built})
+    units.share_scenarios({"fashion-split": built}, None)
     scenario_cfg, steps = units._scenarios(config_yaml, "fashion-split")
     assert steps is built and scenario_cfg["name"] == "fashion-split"
     units._scenarios.cache_clear()

@@ -16,9 +16,8 @@ from typing import Any
 import numpy as np
 
 from incremental.constants import IGNORE_INDEX
-from incremental.data.core import ArraySource
 from incremental.data.fashion.mnist import FASHION_MNIST_CLASSES, load_fashion_mnist
-from incremental.data.fashion.scenes import SceneStyle, compose_scenes, split_item_pools
+from incremental.data.fashion.streams import SceneStream, StreamSource
 from incremental.data.scenario import Scenario
 from incremental.labels import IGNORE, UNLABELED, LabelDeclaration, Transition
 
@@ -51,55 +50,50 @@ _STREAMS = {"old_train": 1, "new_train": 2, "val": 3, "test": 4, "old_val": 5}
 
 
 def build_fashion_scenario(config: FashionScenarioConfig | Mapping[str, Any]) -> Scenario:
-    """Generate a scenario's datasets (deterministic for ``data_seed``; about 1 ms a scene)."""
+    """A scenario's datasets (deterministic for ``data_seed``): checked now, each stream's
+    scenes drawn when first read (about 2 ms a scene; see :mod:`.streams`)."""
     if not isinstance(config, FashionScenarioConfig):
         config = FashionScenarioConfig(**dict(config))
     transition = Transition.from_config(config.transition)
     fmnist = load_fashion_mnist(config.fashion_mnist)
     ids = _item_ids(config, transition)
-    pools = split_item_pools(fmnist.labels, seed=config.data_seed)
-    style = SceneStyle(
-        image_size=config.image_size,
-        items_per_scene=tuple(config.items_per_scene),
-        item_scale=tuple(config.item_scale),
-    )
     step_classes = [c for c in transition.student_classes if c in transition.step_classes]
     added = set(transition.new_classes)
     old_image_classes = [c for c in ids if c not in added]
     student = transition.student_classes
 
     def scenes(stream: str, pool: str, required: list[str], optional: list[str], weights=None):
-        seed = config.data_seed * 100 + _STREAMS[stream]
         req_ids = [i for c in required for i in ids[c]]
         opt_ids = [i for c in optional for i in ids[c]]
         if weights is None:  # each class equally likely, whatever its number of FMNIST kinds
             weights = [1.0 / len(ids[c]) for c in optional for _ in ids[c]]
-        images, item_maps = compose_scenes(
+        return SceneStream(
+            config,
+            stream,
             _size(config, stream),
-            seed,
-            fmnist.images,
-            fmnist.labels,
-            pools[pool],
+            config.data_seed * 100 + _STREAMS[stream],
+            pool,
             req_ids,
             opt_ids,
             weights,
-            style,
-            required_count=tuple(config.new_items_per_scene) if required else (0, 0),
+            tuple(config.new_items_per_scene) if required else (0, 0),
+            fmnist.source,
         )
-        return images, item_maps
 
+    # Drawn when first read (streams.py): a process that never reads the old images never
+    # draws them.
     # Old images: every class but the added ones; fully labeled in old classes.
-    old_images, old_items = scenes("old_train", "train", [], old_image_classes)
-    old_val_images, old_val_items = scenes("old_val", "val", [], old_image_classes)
+    old_scenes = scenes("old_train", "train", [], old_image_classes)
+    old_val_scenes = scenes("old_val", "val", [], old_image_classes)
     # New images: a step class on top of other items (siblings at sibling_rate).
     others = [c for c in ids if c not in step_classes]
-    new_images, new_items = scenes(
+    new_scenes = scenes(
         "new_train", "train", step_classes, others, _other_weights(config, transition, ids, others)
     )
     # Evaluation: everything may appear.
     every = list(ids)
-    val_images, val_items = scenes("val", "val", [], every)
-    test_images, test_items = scenes("test", "test", [], every)
+    val_scenes = scenes("val", "val", [], every)
+    test_scenes = scenes("test", "test", [], every)
 
     # Old scenes are drawn without the added classes: they say so, and a replayed old
     # "background" is background, not {background, bag}.
@@ -129,16 +123,16 @@ def build_fashion_scenario(config: FashionScenarioConfig | Mapping[str, Any]) ->
     return Scenario(
         name=config.name,
         transition=transition,
-        old_train=ArraySource(old_images, old_lut[old_items + 1], old_decl),
-        new_train=ArraySource(new_images, new_lut[new_items + 1], new_decl),
-        val=ArraySource(val_images, student_lut[val_items + 1], full("val")),
-        test=ArraySource(test_images, student_lut[test_items + 1], full("test")),
-        old_val=ArraySource(old_val_images, old_lut[old_val_items + 1], old_decl),
+        old_train=StreamSource(old_scenes, old_lut, old_decl),
+        new_train=StreamSource(new_scenes, new_lut, new_decl),
+        val=StreamSource(val_scenes, student_lut, full("val")),
+        test=StreamSource(test_scenes, student_lut, full("test")),
+        old_val=StreamSource(old_val_scenes, old_lut, old_decl),
         # The old model's score on the step's test scenes: the added classes (never shown to it,
         # outside its vocabulary) are ignored there, the split children count as their parent.
-        old_test=ArraySource(test_images, old_test_lut[test_items + 1], old_decl),
-        old_train_full=ArraySource(old_images, student_lut[old_items + 1], full("old_train_full")),
-        new_train_full=ArraySource(new_images, student_lut[new_items + 1], full("new_train_full")),
+        old_test=StreamSource(test_scenes, old_test_lut, old_decl),
+        old_train_full=StreamSource(old_scenes, student_lut, full("old_train_full")),
+        new_train_full=StreamSource(new_scenes, student_lut, full("new_train_full")),
         info={
             "fashion_mnist": fmnist.source,
             "image_size": config.image_size,
