@@ -146,7 +146,7 @@ class SceneStream:
             return None
         try:
             with np.load(path, allow_pickle=False) as data:
-                images, items = data["images"], data["items"]
+                images, items = data["images"], data["items"].astype(np.int16)
         except Exception as error:  # a damaged file is redrawn, not trusted
             log.warning("scene cache %s unreadable (%s): drawing the scenes again", path, error)
             path.unlink(missing_ok=True)
@@ -160,12 +160,13 @@ class SceneStream:
 
     @staticmethod
     def _write(path: Path, images: np.ndarray, items: np.ndarray) -> None:
-        """Atomically (a parallel job reads either nothing or the whole file)."""
+        """Atomically (a parallel job reads either nothing or the whole file); item maps as int8
+        (Fashion-MNIST classes 0-9 and -1 fit), half their size."""
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
         try:
             with os.fdopen(handle, "wb") as file:
-                np.savez(file, images=images, items=items)
+                np.savez(file, images=images, items=items.astype(np.int8))
             os.replace(temporary, path)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
