@@ -30,11 +30,11 @@ from incremental.losses._set_layout import layout_of, sum_over_sets, times_owner
 from incremental.losses.set_distillation import set_distillation
 
 
-def consistent_sets(candidates: torch.Tensor) -> torch.Tensor:
-    """The label sets that condition: S where it holds more than one class but not all, every
-    class elsewhere. (B, C, H, W) bool -> (B, C, H, W) bool."""
+def consistent_sets(candidates: torch.Tensor, singletons: bool = False) -> torch.Tensor:
+    """The label sets that condition: S where it holds more than one class but not all (with
+    ``singletons``, one class too), every class elsewhere. (B, C, H, W) bool -> same."""
     size = candidates.sum(dim=1, keepdim=True)
-    proper = (size > 1) & (size < candidates.shape[1])
+    proper = (size > (0 if singletons else 1)) & (size < candidates.shape[1])
     return candidates | ~proper
 
 
@@ -95,6 +95,7 @@ def label_consistent_distillation(
     temperature: float = 1.0,
     reduction: str = "mean",
     probs: torch.Tensor | None = None,
+    singletons: bool = False,
 ) -> torch.Tensor:
     """Label-consistent set distillation (see the module docstring), averaged over pixels.
 
@@ -107,6 +108,10 @@ def label_consistent_distillation(
         temperature: teacher softmax temperature.
         reduction: ``"mean"`` over pixels, ``"sum"`` or ``"none"`` -> (B, H, W).
         probs: optional ``student_logits.softmax(1)`` computed without grad.
+        singletons: at a pixel labeled with one class c, keep only the teacher classes k
+            with c ∈ T(k) (renormalised; their mass still goes to all of T(k)). Without it a
+            labeled new-class pixel (a bag, which the teacher never saw and calls "coat") is
+            also taught the teacher's "coat", against its label.
     """
     check_logits("student_logits", student_logits)
     check_logits("teacher_logits", teacher_logits)
@@ -115,14 +120,16 @@ def label_consistent_distillation(
     student_logits = at_least_fp32(student_logits)
     teacher_sets = teacher_sets.to(student_logits.device)
     layout = layout_of(teacher_sets)
-    sets = consistent_sets(candidates)
+    sets = consistent_sets(candidates)  # the student side: proper multi-class sets only
+    teacher_side = consistent_sets(candidates, singletons) if singletons else sets
     if layout.owner is None:
         return set_distillation(
-            student_logits, teacher_logits, teacher_sets, temperature, sets, reduction=reduction
-        )
+            student_logits, teacher_logits, teacher_sets, temperature, teacher_side,
+            reduction=reduction,
+        )  # fmt: skip
     b, c, h, w = student_logits.shape
     owner_index = layout.owner.view(1, c, 1, 1).expand(b, c, h, w)
-    allowed = sum_over_sets(sets, layout, reduce="any")
+    allowed = sum_over_sets(teacher_side, layout, reduce="any")
     scaled = at_least_fp32(teacher_logits.detach()) / temperature
     q = scaled.masked_fill(~allowed, float("-inf")).softmax(dim=1).to(student_logits.dtype)
     if probs is None:

@@ -13,6 +13,7 @@ DISTILLATIONS = {
     "set": "none",
     "label_conditioned": "label",
     "label_consistent": "label_consistent",
+    "label_consistent_singletons": "label_consistent_singletons",
 }
 
 
@@ -34,7 +35,11 @@ def candidate_sets(
         kd_weight, temperature: set distillation's weight and teacher temperature.
         distillation: ``"label_consistent"`` (the default: the teacher keeps only classes
             compatible with the label, and the student side is restricted to the label's
-            set), ``"label_conditioned"`` (the teacher side only), ``"set"`` (plain set
+            set, at pixels whose label is a proper multi-class set),
+            ``"label_consistent_singletons"`` (that, and at a pixel labeled with one class the
+            teacher keeps only the classes whose T(k) holds it: a labeled bag is no longer
+            taught the teacher's "coat"), ``"label_conditioned"`` (the teacher side only),
+            ``"set"`` (plain set
             distillation, the default before 2026-11-27) or ``"none"``. The default was chosen
             by ``experiments/configs/studies/distillation.yaml`` (README, Results): better on
             both splits, no different on the new class.

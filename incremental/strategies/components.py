@@ -28,7 +28,7 @@ from incremental.losses import (
 from incremental.strategies.step import StepContext
 
 #: How set distillation reads the label's sets (see :class:`SetKD`).
-CONDITIONINGS = ("none", "label", "label_consistent")
+CONDITIONINGS = ("none", "label", "label_consistent", "label_consistent_singletons")
 
 
 class Component:
@@ -234,7 +234,8 @@ class SetKD(Component):
         conditioning: ``"none"``; ``"label"``: q keeps only the teacher classes whose T(k)
             meets the label's set, renormalised; ``"label_consistent"``: that, and the student
             side of k is T(k) ∩ S where the label's set S is a proper multi-class set
-            (:func:`~incremental.losses.label_consistent_distillation`).
+            (:func:`~incremental.losses.label_consistent_distillation`);
+            ``"label_consistent_singletons"``: also where S is a single class.
         normalization: ``"sum"`` over the teacher's classes (this project's), or
             ``"old_classes"``: divided by their number K, MiB's average over the old classes
             (``UnbiasedKnowledgeDistillationLoss``, MiB ``utils/loss.py`` line 165).
@@ -259,7 +260,7 @@ class SetKD(Component):
 
     def __call__(self, step: StepContext) -> torch.Tensor:
         teacher = step.require_teacher("SetKD")
-        if self.conditioning == "label_consistent":
+        if self.conditioning.startswith("label_consistent"):
             loss = label_consistent_distillation(
                 step.logits,
                 teacher,
@@ -267,6 +268,7 @@ class SetKD(Component):
                 step.label_candidates,
                 self.temperature,
                 probs=step.probs,
+                singletons=self.conditioning == "label_consistent_singletons",
             )
         else:
             loss = set_distillation(

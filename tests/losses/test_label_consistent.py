@@ -36,15 +36,17 @@ def _sets(gen: torch.Generator, b: int = 2, h: int = 4, w: int = 4) -> torch.Ten
     return torch.where(kind == 2, single, sets)
 
 
-def _by_hand(z, t, sets):
-    """-Σ_k q̃_k log Σ_{c∈T(k)∩S'} p_c, one pixel at a time."""
+def _by_hand(z, t, sets, singletons=False):
+    """-Σ_k q̃_k log Σ_{c∈T(k)∩S'} p_c, one pixel at a time (with ``singletons``, q̃ keeps at a
+    singleton {c} only the k with c ∈ T(k), whose mass goes to all of T(k))."""
     p, q = z.softmax(dim=1), t.softmax(dim=1)
     s = consistent_sets(sets)
+    teacher_side = consistent_sets(sets, singletons=True) if singletons else s
     out = torch.zeros(z.shape[0], z.shape[2], z.shape[3], dtype=z.dtype)
     for b in range(z.shape[0]):
         for i in range(z.shape[2]):
             for j in range(z.shape[3]):
-                allowed = [k for k in range(T.shape[0]) if (T[k] & s[b, :, i, j]).any()]
+                allowed = [k for k in range(T.shape[0]) if (T[k] & teacher_side[b, :, i, j]).any()]
                 norm = sum(q[b, k, i, j] for k in allowed)
                 for k in allowed:
                     mass = (p[b, :, i, j] * (T[k] & s[b, :, i, j])).sum()
@@ -52,12 +54,39 @@ def _by_hand(z, t, sets):
     return out
 
 
-def test_hand_computed():
+@pytest.mark.parametrize("singletons", [False, True])
+def test_hand_computed(singletons):
     gen = torch.Generator().manual_seed(0)
     z, t = torch.randn(2, 5, 4, 4, generator=gen), torch.randn(2, 3, 4, 4, generator=gen)
     sets = _sets(gen)
-    ours = label_consistent_distillation(z, t, T, sets, reduction="none")
-    torch.testing.assert_close(ours, _by_hand(z, t, sets))
+    ours = label_consistent_distillation(z, t, T, sets, reduction="none", singletons=singletons)
+    torch.testing.assert_close(ours, _by_hand(z, t, sets, singletons))
+
+
+def test_singletons_stop_teaching_a_labeled_new_class_the_teachers_class():
+    """A pixel labeled bag that the teacher calls "coat": plain conditioning still teaches
+    "coat" there (against the label); with ``singletons`` only the background's mass is kept,
+    and it goes to {background, bag}, so the gradient raises bag, not coat."""
+    z = torch.zeros(1, 5, 1, 1, requires_grad=True)
+    t = torch.tensor([0.0, 4.0, 0.0]).view(1, 3, 1, 1)  # the teacher: coat
+    bag = torch.zeros(1, 5, 1, 1, dtype=torch.bool)
+    bag[0, 3] = True
+    grads = {}
+    for singletons in (False, True):
+        (grad,) = torch.autograd.grad(
+            label_consistent_distillation(z, t, T, bag, singletons=singletons), z
+        )
+        grads[singletons] = grad.flatten()
+    coat, bag_class = 1, 3
+    assert grads[False][coat] < 0  # descending raises coat: against the label
+    assert grads[True][coat] > 0 and grads[True][bag_class] < 0
+    # Where no pixel is a singleton, the option changes nothing.
+    pair = torch.zeros(1, 5, 1, 1, dtype=torch.bool)
+    pair[0, [2, 4]] = True
+    torch.testing.assert_close(
+        label_consistent_distillation(z, t, T, pair, singletons=True),
+        label_consistent_distillation(z, t, T, pair),
+    )
 
 
 def test_consistent_sets_keep_proper_sets_only():
@@ -100,8 +129,9 @@ def test_it_teaches_only_inside_the_label():
     assert base[0, 0, 1] > 0
 
 
+@pytest.mark.parametrize("singletons", [False, True])
 @pytest.mark.parametrize("underflow", [False, True])
-def test_gradcheck(underflow):
+def test_gradcheck(underflow, singletons):
     gen = torch.Generator().manual_seed(3)
     z = torch.randn(2, 5, 3, 3, generator=gen, dtype=torch.float64)
     if underflow:
@@ -109,7 +139,9 @@ def test_gradcheck(underflow):
     t = torch.randn(2, 3, 3, 3, generator=gen, dtype=torch.float64)
     sets = _sets(gen, h=3, w=3)
     z.requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda x: label_consistent_distillation(x, t, T, sets), (z,))
+    assert torch.autograd.gradcheck(
+        lambda x: label_consistent_distillation(x, t, T, sets, singletons=singletons), (z,)
+    )
 
 
 def test_self_training_narrows_confident_family_pixels_only():
