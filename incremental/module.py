@@ -165,6 +165,7 @@ class IncrementalSegmenter(L.LightningModule):
             informative=informative,
             teacher_sets=self.lookup.teacher_sets,
             representatives=self.lookup.representatives,
+            added_classes=self.lookup.added_classes,
             teacher_logits=forwards.teacher_logits,
             student_features=forwards.student_features,
             teacher_features=forwards.teacher_features,

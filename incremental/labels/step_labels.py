@@ -129,6 +129,8 @@ class LabelLookup(nn.Module):
         informative_values: (D, 256) bool, values whose set is not every class.
         teacher_sets: (K, C) bool, T.
         representatives: (K,) long.
+        added_classes: (C,) bool, the classes the step adds (not split children): the teacher
+            never saw them.
     """
 
     def __init__(self, labels: StepLabels) -> None:
@@ -141,6 +143,8 @@ class LabelLookup(nn.Module):
         self.register_buffer(
             "representatives", labels.teacher_map.representatives.clone(), persistent=False
         )
+        added = torch.tensor([c in labels.transition.new_classes for c in labels.classes])
+        self.register_buffer("added_classes", added, persistent=False)
 
     def forward(
         self, mask: torch.Tensor, dataset: torch.Tensor

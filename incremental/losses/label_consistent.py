@@ -30,11 +30,19 @@ from incremental.losses._set_layout import layout_of, sum_over_sets, times_owner
 from incremental.losses.set_distillation import set_distillation
 
 
-def consistent_sets(candidates: torch.Tensor, singletons: bool = False) -> torch.Tensor:
-    """The label sets that condition: S where it holds more than one class but not all (with
-    ``singletons``, one class too), every class elsewhere. (B, C, H, W) bool -> same."""
+def consistent_sets(
+    candidates: torch.Tensor, singletons: bool | torch.Tensor = False
+) -> torch.Tensor:
+    """The label sets that condition: S where it holds more than one class but not all, and
+    where it is one class c with ``singletons[c]`` (a (C,) bool; True: every class); every
+    class elsewhere. (B, C, H, W) bool -> same."""
     size = candidates.sum(dim=1, keepdim=True)
-    proper = (size > (0 if singletons else 1)) & (size < candidates.shape[1])
+    proper = (size > 1) & (size < candidates.shape[1])
+    if isinstance(singletons, torch.Tensor):
+        chosen = (candidates & singletons.view(1, -1, 1, 1)).any(dim=1, keepdim=True)
+        proper |= (size == 1) & chosen
+    elif singletons:
+        proper |= size == 1
     return candidates | ~proper
 
 
@@ -95,7 +103,7 @@ def label_consistent_distillation(
     temperature: float = 1.0,
     reduction: str = "mean",
     probs: torch.Tensor | None = None,
-    singletons: bool = False,
+    singletons: bool | torch.Tensor = False,
 ) -> torch.Tensor:
     """Label-consistent set distillation (see the module docstring), averaged over pixels.
 
@@ -108,10 +116,11 @@ def label_consistent_distillation(
         temperature: teacher softmax temperature.
         reduction: ``"mean"`` over pixels, ``"sum"`` or ``"none"`` -> (B, H, W).
         probs: optional ``student_logits.softmax(1)`` computed without grad.
-        singletons: at a pixel labeled with one class c, keep only the teacher classes k
-            with c ∈ T(k) (renormalised; their mass still goes to all of T(k)). Without it a
-            labeled new-class pixel (a bag, which the teacher never saw and calls "coat") is
-            also taught the teacher's "coat", against its label.
+        singletons: at a pixel labeled with one class c (all of them if True; those with
+            ``singletons[c]`` for a (C,) bool), keep only the teacher classes k with c ∈ T(k)
+            (renormalised; their mass still goes to all of T(k)). Without it a labeled
+            new-class pixel (a bag, which the teacher never saw and calls "coat") is also
+            taught the teacher's "coat", against its label.
     """
     check_logits("student_logits", student_logits)
     check_logits("teacher_logits", teacher_logits)
@@ -121,7 +130,8 @@ def label_consistent_distillation(
     teacher_sets = teacher_sets.to(student_logits.device)
     layout = layout_of(teacher_sets)
     sets = consistent_sets(candidates)  # the student side: proper multi-class sets only
-    teacher_side = consistent_sets(candidates, singletons) if singletons else sets
+    conditions = isinstance(singletons, torch.Tensor) or singletons
+    teacher_side = consistent_sets(candidates, singletons) if conditions else sets
     if layout.owner is None:
         return set_distillation(
             student_logits, teacher_logits, teacher_sets, temperature, teacher_side,

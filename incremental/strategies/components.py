@@ -28,7 +28,9 @@ from incremental.losses import (
 from incremental.strategies.step import StepContext
 
 #: How set distillation reads the label's sets (see :class:`SetKD`).
-CONDITIONINGS = ("none", "label", "label_consistent", "label_consistent_singletons")
+CONDITIONINGS = (
+    "none", "label", "label_consistent", "label_consistent_sets", "label_consistent_singletons"
+)  # fmt: skip
 
 
 class Component:
@@ -233,9 +235,13 @@ class SetKD(Component):
         temperature: teacher softmax temperature.
         conditioning: ``"none"``; ``"label"``: q keeps only the teacher classes whose T(k)
             meets the label's set, renormalised; ``"label_consistent"``: that, and the student
-            side of k is T(k) ∩ S where the label's set S is a proper multi-class set
+            side of k is T(k) ∩ S where the label's set S is a proper multi-class set, and at a
+            pixel labeled with a class the step adds (which the teacher never saw) the teacher
+            keeps only that class's hiding places
             (:func:`~incremental.losses.label_consistent_distillation`);
-            ``"label_consistent_singletons"``: also where S is a single class.
+            ``"label_consistent_sets"``: at proper multi-class sets only (the default from
+            2026-11-27 until the added-class case was measured);
+            ``"label_consistent_singletons"``: at every single-class label too.
         normalization: ``"sum"`` over the teacher's classes (this project's), or
             ``"old_classes"``: divided by their number K, MiB's average over the old classes
             (``UnbiasedKnowledgeDistillationLoss``, MiB ``utils/loss.py`` line 165).
@@ -258,6 +264,14 @@ class SetKD(Component):
                 f"normalization: {self.normalization!r} is not one of ['sum', 'old_classes']"
             )
 
+    def _singletons(self, step: StepContext) -> bool | torch.Tensor:
+        """The single-class labels at which the teacher is conditioned."""
+        if self.conditioning == "label_consistent_singletons":
+            return True
+        if self.conditioning == "label_consistent" and step.added_classes is not None:
+            return step.added_classes
+        return False
+
     def __call__(self, step: StepContext) -> torch.Tensor:
         teacher = step.require_teacher("SetKD")
         if self.conditioning.startswith("label_consistent"):
@@ -268,7 +282,7 @@ class SetKD(Component):
                 step.label_candidates,
                 self.temperature,
                 probs=step.probs,
-                singletons=self.conditioning == "label_consistent_singletons",
+                singletons=self._singletons(step),
             )
         else:
             loss = set_distillation(

@@ -30,6 +30,8 @@ class StepContext:
         representatives: (K,) long, the student class that keeps each old class's meaning.
         label_candidates: (B, C, H, W) bool, the sets the labels themselves give, before any
             transform (default: ``candidates``).
+        added_classes: (C,) bool, the classes the step adds (the teacher never saw them), or
+            None: none.
         teacher_logits: (B, K, H, W) teacher logits (inference tensors), or None.
         student_features, teacher_features: feature maps (B, D_l, H_l, W_l) per layer for
             feature distillation, or None.
@@ -44,6 +46,7 @@ class StepContext:
     teacher_sets: torch.Tensor
     representatives: torch.Tensor
     label_candidates: torch.Tensor | None = None
+    added_classes: torch.Tensor | None = None
     teacher_logits: torch.Tensor | None = None
     student_features: list[torch.Tensor] | None = None
     teacher_features: list[torch.Tensor] | None = None

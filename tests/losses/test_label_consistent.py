@@ -80,6 +80,14 @@ def test_singletons_stop_teaching_a_labeled_new_class_the_teachers_class():
     coat, bag_class = 1, 3
     assert grads[False][coat] < 0  # descending raises coat: against the label
     assert grads[True][coat] > 0 and grads[True][bag_class] < 0
+    # A (C,) mask conditions the singleton labels of the classes it holds only.
+    for chosen, expected in ((3, grads[True]), (1, grads[False])):
+        mask = torch.zeros(5, dtype=torch.bool)
+        mask[chosen] = True
+        (grad,) = torch.autograd.grad(
+            label_consistent_distillation(z, t, T, bag, singletons=mask), z
+        )
+        torch.testing.assert_close(grad.flatten(), expected)
     # Where no pixel is a singleton, the option changes nothing.
     pair = torch.zeros(1, 5, 1, 1, dtype=torch.bool)
     pair[0, [2, 4]] = True
