@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def test_scene_scores(path: Path) -> tuple[dict[str, float], Any, Any]:
+def score_on_test_scenes(path: Path) -> tuple[dict[str, float], Any, Any]:
     """A shipped old model's scores on its scenario's test scenes in old labels (added classes
     ignored, split children counted as their parent), computed now; with the model file and
     the module that scored it."""
@@ -86,7 +86,7 @@ def rescore(path: Path) -> dict[str, float]:
     evaluation only. The weights and their checksum are untouched."""
     from incremental.models import save_model_file
 
-    scores, model_file, module = test_scene_scores(path)
+    scores, model_file, module = score_on_test_scenes(path)
     metadata = dict(model_file.metadata)
     metadata["scores"] = {
         **{k: v for k, v in metadata["scores"].items() if not k.startswith("test_scenes/")},

@@ -165,7 +165,8 @@ class IncrementalSegmenter(L.LightningModule):
             informative=informative,
             teacher_sets=self.lookup.teacher_sets,
             representatives=self.lookup.representatives,
-            added_classes=self.lookup.added_classes,
+            # None where the step adds no class: no singleton to condition (a split's step).
+            added_classes=self.lookup.added_classes if self.labels.transition.new_classes else None,
             teacher_logits=forwards.teacher_logits,
             student_features=forwards.student_features,
             teacher_features=forwards.teacher_features,

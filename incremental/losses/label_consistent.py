@@ -130,8 +130,7 @@ def label_consistent_distillation(
     teacher_sets = teacher_sets.to(student_logits.device)
     layout = layout_of(teacher_sets)
     sets = consistent_sets(candidates)  # the student side: proper multi-class sets only
-    conditions = isinstance(singletons, torch.Tensor) or singletons
-    teacher_side = consistent_sets(candidates, singletons) if conditions else sets
+    teacher_side = sets if singletons is False else consistent_sets(candidates, singletons)
     if layout.owner is None:
         return set_distillation(
             student_logits, teacher_logits, teacher_sets, temperature, teacher_side,

@@ -42,10 +42,10 @@ def test_recorded_test_scene_scores_are_what_the_model_scores_now(path):
     evaluation that leaves them stale fails here (it did once: the new-class file said 63.2 %,
     scored before added classes were ignored in the old labels, while the model scores 71.0 %);
     `python -m experiments.ship_old_models --rescore` updates them."""
-    from experiments.ship_old_models import test_scene_scores
+    from experiments.ship_old_models import score_on_test_scenes
 
     recorded = load_model_file(path).metadata["scores"]
-    scores, _, _ = test_scene_scores(path)
+    scores, _, _ = score_on_test_scenes(path)
     for key, value in scores.items():  # within 0.1 point: rounding may flip a pixel or two
         if key.startswith(("miou", "iou/")):
             expected = pytest.approx(value, abs=1e-3, nan_ok=True)

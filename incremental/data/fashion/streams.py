@@ -16,8 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -26,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from incremental.io import write_atomic
 from incremental.labels import LabelDeclaration
 
 if TYPE_CHECKING:
@@ -162,15 +161,11 @@ class SceneStream:
     def _write(path: Path, images: np.ndarray, items: np.ndarray) -> None:
         """Atomically (a parallel job reads either nothing or the whole file); item maps as int8
         (Fashion-MNIST classes 0-9 and -1 fit), half their size."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-        try:
-            with os.fdopen(handle, "wb") as file:
-                np.savez(file, images=images, items=items.astype(np.int8))
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_atomic(
+            path,
+            lambda file: np.savez(file, images=images, items=items.astype(np.int8)),
+            "the scene cache",
+        )
 
     def __getstate__(self) -> dict:
         # A process given this stream reads it from the cache when there is one (cheaper than
