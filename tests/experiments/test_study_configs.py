@@ -1,0 +1,38 @@
+"""The shipped study configs (``experiments/configs/studies/``) are valid experiments: README
+tells users to run them, so a typo in one must fail here, not an hour into a study."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from experiments.config import load_config, scenario_configs
+from experiments.grid import strategy_runs
+from experiments.run import check_model, check_train_settings
+from experiments.steps import plain
+
+STUDIES = sorted((Path(__file__).parents[2] / "experiments" / "configs" / "studies").glob("*.yaml"))
+
+
+def test_there_are_studies():
+    assert len(STUDIES) >= 6, STUDIES
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
+def test_study_config_names_known_strategies_settings_and_scenarios(path):
+    config = load_config(path)
+    runs = strategy_runs(plain(config.strategies), plain(config.strategy_overrides))
+    assert runs, f"{path.name}: no strategy"
+    check_train_settings(config, runs)
+    check_model(config)
+    scenarios = scenario_configs(config)
+    assert len(scenarios) == len(config.scenarios), f"{path.name}: a scenario named twice"
+    assert len(set(config.seeds)) == len(config.seeds), f"{path.name}: a seed named twice"
+
+
+def test_studies_write_to_different_folders():
+    """Each study's default output folder is ``outputs/<name>``: two studies with one name
+    would refuse each other's folder (or, with --overwrite, replace each other's results)."""
+    names = [load_config(path).name for path in STUDIES]
+    assert len(set(names)) == len(names), names
