@@ -36,10 +36,23 @@ def test_old_model_then_step(tmp_path, split_scenario):
     torch.testing.assert_close(loaded(x), step.model.eval()(x))
 
 
-def test_class_weights_favour_rare_classes(new_class_scenario):
+def test_class_weights_say_when_they_weigh_nothing(new_class_scenario, caplog):
+    """New images alone (no replay) label only the new class as one class: the weights are all
+    1.0, and the log says so instead of pretending to balance."""
+    sources = [new_class_scenario.new_train]
+    table = CandidateSetTable([s.declaration for s in sources], new_class_scenario.transition)
+    with caplog.at_level("WARNING", logger="incremental.data.class_weights"):
+        weights = class_weights(sources, table)
+    assert torch.equal(weights, torch.ones_like(weights))
+    assert "weighs nothing" in caplog.text and "'bag'" in caplog.text
+
+
+def test_class_weights_favour_rare_classes(new_class_scenario, caplog):
     sources = [new_class_scenario.new_train, new_class_scenario.old_train]
     table = CandidateSetTable([s.declaration for s in sources], new_class_scenario.transition)
-    weights = class_weights(sources, table)
+    with caplog.at_level("WARNING", logger="incremental.data.class_weights"):
+        weights = class_weights(sources, table)
+    assert "weighs nothing" not in caplog.text
     classes = new_class_scenario.transition.student_classes
     assert weights.shape == (len(classes),)
     # Old images declare bags absent: their background is a singleton and weighs little.

@@ -31,5 +31,16 @@ def class_weights(
     if bool(seen.any()):
         freq = counts / counts.sum()
         weights[seen] = freq[seen].median() / freq[seen]
-    logging.getLogger(__name__).info("class weights: %s", weights.tolist())
+    log = logging.getLogger(__name__)
+    if int(seen.sum()) < 2:
+        # Partial labels: on new images without replay only the new class is a single-class
+        # label (every other pixel is a set), and one frequency balances against nothing.
+        names = [table.classes[c] for c in torch.nonzero(seen).flatten().tolist()] or "none"
+        log.warning(
+            "class_weights: inverse_frequency weighs nothing here: the training labels name "
+            "%s as their only single-class label(s), so every weight is 1.0 (replay old "
+            "images, or drop the setting)",
+            names,
+        )
+    log.info("class weights: %s", weights.tolist())
     return weights.float()
