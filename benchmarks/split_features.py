@@ -20,14 +20,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from experiments.cache import SHIPPED_DIR
 from experiments.config import load_config, scenario_configs
 from incremental.data import build_scenarios
-from incremental.data.core import SegmentationSource
+from incremental.data.core import SampleDataset, SegmentationSource
 from incremental.data.fashion.streams import using_scene_cache
 from incremental.data.transforms import eval_transform
 from incremental.models import load_model_file, segment_with_features
@@ -43,17 +42,15 @@ def pixel_features(
 ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """(N, D) normalised features and (N,) 0/1 (child/remainder) of the pixels of ``classes``
     on the first ``images`` images of ``source``."""
-    transform = eval_transform()
+    samples = SampleDataset(source, 0, eval_transform())
     features, targets = [], []
-    for i in range(min(images, len(source))):
-        image, mask = source.load(i)
-        sample = transform(image=image, mask=mask)
-        x = torch.as_tensor(np.asarray(sample["image"])).float().permute(2, 0, 1)[None]
+    for i in range(min(images, len(samples))):
+        sample = samples[i]
+        x, y = sample["image"][None], sample["mask"]  # (1, 3, H, W), (H, W)
         with torch.no_grad():
             _, maps = segment_with_features(model, x)
         fmap = F.interpolate(maps[layer], size=x.shape[-2:], mode="bilinear", align_corners=False)
         fmap = F.normalize(fmap[0], dim=0)  # (D, H, W)
-        y = torch.as_tensor(np.asarray(sample["mask"])).long()
         keep = (y == classes[0]) | (y == classes[1])
         features.append(fmap[:, keep].T)
         targets.append((y[keep] == classes[1]).long())
