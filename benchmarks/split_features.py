@@ -6,7 +6,10 @@ new images, with their true sub-types (the fully labeled copy the oracle trains 
 optimistic case, where a method would only have the labeled child and refined remainder
 pixels). Each parent pixel of the old images then takes its nearer prototype (cosine), and the
 script prints the recall of each sub-type and their mean, the within-parent balanced accuracy
-(50 % = no split). Default model: the shipped old model of the scenario (the teacher).
+(50 % = no split). The child and the remainder are the scenario's split's (any scenario with
+one split of one child: ``fashion-split``, ``fashion-garment``, their sibling-rate variants, a
+YAML path). Default model: the scenario's seed-0 old model (the teacher), cached or shipped,
+found as the runner finds it.
 
     python -m benchmarks.split_features fashion-split [MODEL.pt ...] [--layer -1] [--images 300]
 
@@ -23,17 +26,26 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from experiments.cache import SHIPPED_DIR
+from experiments.cache import cache_key, find_old_model
 from experiments.config import load_config, scenario_configs
-from incremental.data import build_scenarios
+from experiments.steps import old_model_payload
+from incremental.data import Scenario, build_scenarios
 from incremental.data.core import SampleDataset, SegmentationSource
 from incremental.data.fashion.streams import using_scene_cache
 from incremental.data.transforms import eval_transform
 from incremental.models import load_model_file, segment_with_features
 
-#: Each split scenario's (child, remainder).
-SPLITS = {"fashion-split": ("sneaker", "footwear_other"),
-          "fashion-garment": ("dress", "garment_other")}  # fmt: skip
+
+def split_classes(scenario: Scenario) -> tuple[str, str]:
+    """(child, remainder) of the scenario's split; a named error for a scenario that does not
+    split one class into one child and a remainder."""
+    splits = scenario.transition.splits
+    if len(splits) != 1 or len(splits[0].children) != 1:
+        raise ValueError(
+            f"{scenario.name}: needs one split of one child, has "
+            f"{[(s.parent, s.children) for s in splits] or 'no split'}"
+        )
+    return splits[0].children[0], splits[0].remainder
 
 
 def pixel_features(
@@ -76,31 +88,41 @@ def prototype_recalls(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("scenario", choices=sorted(SPLITS))
+    parser.add_argument("scenario", help="a split scenario's name or YAML path")
     parser.add_argument("models", nargs="*", type=Path, help="model files (default: teacher)")
     parser.add_argument("--layer", type=int, default=-1)
     parser.add_argument("--images", type=int, default=300)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    config = load_config()
+    config = load_config(overrides={"scenarios": [args.scenario]})
+    (scenario_cfg,) = scenario_configs(config).values()
     with using_scene_cache(Path(config.cache_dir) / "scenes"):
-        scenario = build_scenarios(scenario_configs(config)[args.scenario])[0]
+        scenario = build_scenarios(scenario_cfg)[0]
+        try:
+            child_name, remainder_name = split_classes(scenario)
+        except ValueError as error:
+            parser.error(str(error))
         names = scenario.transition.student_classes
-        classes = tuple(names.index(c) for c in SPLITS[args.scenario])
-        paths = args.models or sorted(SHIPPED_DIR.glob(f"old-{args.scenario}-seed0-*.pt"))[:1]
+        classes = (names.index(child_name), names.index(remainder_name))
+        paths = args.models
+        if not paths:
+            payload = old_model_payload(config, scenario_cfg, scenario.info.get("fashion_mnist"), 0)
+            teacher = find_old_model(config.cache_dir, 0, cache_key(payload))
+            if teacher is None:
+                parser.error(f"{scenario.name}: no cached or shipped seed-0 old model; name a "
+                             "model file, or train it with python -m experiments.run")  # fmt: skip
+            paths = [teacher]
         for path in paths:
             model = load_model_file(path).build().eval()
             child, remainder = prototype_recalls(
                 model, scenario.new_train_full, scenario.old_train_full, classes, args.layer,
                 args.images,
             )  # fmt: skip
-            child_name, remainder_name = SPLITS[args.scenario]
             print(
-                f"{args.scenario} layer {args.layer} {path.name}: recall {child_name} "
+                f"{scenario.name} layer {args.layer} {path.name}: recall {child_name} "
                 f"{child:.1%}, {remainder_name} {remainder:.1%}, within-parent balanced "
                 f"accuracy {(child + remainder) / 2:.1%}"
             )
-
 
 if __name__ == "__main__":
     main()

@@ -45,3 +45,9 @@ def test_recalls_are_fractions(bench, split_scenario):
     # The first old images hold no remainder pixel: a named error, not a NaN recall.
     with pytest.raises(ValueError, match=f"class {classes[1]} has no pixel in the first 2 old"):
         bench.prototype_recalls(model, new, old, classes, -1, 2)
+
+
+def test_split_classes_come_from_the_scenario(bench, split_scenario, new_class_scenario):
+    assert bench.split_classes(split_scenario) == ("sneaker", "footwear_other")
+    with pytest.raises(ValueError, match="needs one split of one child, has no split"):
+        bench.split_classes(new_class_scenario)
