@@ -22,7 +22,7 @@ import pandas as pd  # noqa: E402
 KEY_COLUMNS = ["scenario", "strategy", "seed", "replay"]
 SCORE_COLUMNS = ["miou_all", "miou_old", "miou_new", "hiou"]
 #: Scores of a split (children and remainder): they punish a collapse either way.
-SPLIT_COLUMNS = ["child_iou", "split_hiou", "split_bacc"]
+SPLIT_COLUMNS = ["child_iou", "remainder_iou", "split_hiou", "split_bacc"]
 #: The strategy candidate sets are compared with, seed by seed, and the oracle.
 OURS, ORACLE = "candidate-sets", "joint"
 
@@ -159,8 +159,9 @@ def write_summary(frame: pd.DataFrame, path: Path, title: str, notes: Sequence[s
         "",
         "Scores in % (mean ± std over seeds), checkpoints selected on val, scores on the test",
         "scenes. hIoU = harmonic mean of old and new mIoU. For splits: child_iou = the",
-        "children's IoU, split_hiou = harmonic mean of child and remainder IoU, split_bacc =",
-        "balanced accuracy among the split's classes on the pixels of the parent (50 = no split).",
+        "children's IoU, remainder_iou = the remainder's, split_hiou = harmonic mean of the",
+        "two, split_bacc = balanced accuracy among the split's classes on the pixels of the",
+        "parent (50 = no split).",
         "",
         *notes,
     ]

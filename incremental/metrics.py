@@ -73,26 +73,30 @@ def split_scores(
     """Per split: ``split_bacc/<parent>`` (:func:`within_family_balanced_accuracy`) and
     ``split_hiou/<parent>``, the harmonic mean of the children's mean IoU and the remainder's
     IoU (0 when either is 0: splitting nothing, or everything into the child, both score 0);
-    their means over the splits as ``split_bacc``, ``split_hiou``, and ``child_iou`` (the
-    children's mean IoU)."""
+    their means over the splits as ``split_bacc``, ``split_hiou``, ``child_iou`` (the
+    children's mean IoU) and ``remainder_iou`` (the remainders' IoU: the class that collapses
+    into the child when a method over-splits)."""
     iou = iou_per_class(confusion)
     index = {c: i for i, c in enumerate(classes)}
     scores: dict[str, float] = {}
-    baccs, hious, child_ious = [], [], []
+    baccs, hious, child_ious, remainder_ious = [], [], [], []
     for split in splits:
         children = [index[c] for c in split.children]
         family = [index[split.remainder], *children]
         bacc = within_family_balanced_accuracy(confusion, family)
         child = _nanmean(iou[children])
-        hiou = harmonic_mean(child, float(iou[index[split.remainder]]))
+        remainder = float(iou[index[split.remainder]])
+        hiou = harmonic_mean(child, remainder)
         scores[f"split_bacc/{split.parent}"] = bacc
         scores[f"split_hiou/{split.parent}"] = hiou
         baccs.append(bacc)
         hious.append(hiou)
         child_ious.append(child)
+        remainder_ious.append(remainder)
     scores["split_bacc"] = _nanmean(torch.tensor(baccs, dtype=torch.float64))
     scores["split_hiou"] = _nanmean(torch.tensor(hious, dtype=torch.float64))
     scores["child_iou"] = _nanmean(torch.tensor(child_ious, dtype=torch.float64))
+    scores["remainder_iou"] = _nanmean(torch.tensor(remainder_ious, dtype=torch.float64))
     return scores
 
 

@@ -57,9 +57,14 @@ def test_split_scores_punish_collapse_either_way():
     for confusion in (to_child, to_remainder):
         scores = segmentation_scores(confusion, classes, classes[1:], splits=split)
         assert scores["split_hiou/car"] == 0.0 and scores["split_bacc/car"] == 0.5
+    # Collapsed into the child: the remainder scores 0; into the remainder: 6 / (6 + 3).
+    assert segmentation_scores(to_child, classes, classes[1:], splits=split)["remainder_iou"] == 0
+    collapsed = segmentation_scores(to_remainder, classes, classes[1:], splits=split)
+    assert math.isclose(collapsed["remainder_iou"], 6 / 9) and collapsed["child_iou"] == 0
     perfect = torch.tensor([[9, 0, 0], [0, 6, 0], [0, 0, 3]])
     scores = segmentation_scores(perfect, classes, classes[1:], splits=split)
     assert scores["split_hiou"] == scores["split_bacc"] == scores["child_iou"] == 1.0
+    assert scores["remainder_iou"] == 1.0
 
 
 def test_within_family_balanced_accuracy_hand_computed():
