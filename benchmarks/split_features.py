@@ -26,9 +26,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from experiments.cache import cache_key, find_old_model
 from experiments.config import load_config, scenario_configs
-from experiments.steps import old_model_payload
+from experiments.steps import lookup_old_model
 from incremental.data import Scenario, build_scenarios
 from incremental.data.core import SampleDataset, SegmentationSource
 from incremental.data.fashion.streams import using_scene_cache
@@ -106,8 +105,7 @@ def main() -> None:
         classes = (names.index(child_name), names.index(remainder_name))
         paths = args.models
         if not paths:
-            payload = old_model_payload(config, scenario_cfg, scenario.info.get("fashion_mnist"), 0)
-            teacher = find_old_model(config.cache_dir, 0, cache_key(payload))
+            teacher = lookup_old_model(config, scenario_cfg, scenario, 0)[3]
             if teacher is None:
                 parser.error(f"{scenario.name}: no cached or shipped seed-0 old model; name a "
                              "model file, or train it with python -m experiments.run")  # fmt: skip
@@ -123,6 +121,7 @@ def main() -> None:
                 f"{child:.1%}, {remainder_name} {remainder:.1%}, within-parent balanced "
                 f"accuracy {(child + remainder) / 2:.1%}"
             )
+
 
 if __name__ == "__main__":
     main()

@@ -54,7 +54,7 @@ def old_model_payload(
     )
 
 
-def _lookup_old_model(
+def lookup_old_model(
     config: DictConfig, scenario_cfg: dict, scenario: Scenario, seed: int
 ) -> tuple[int, dict[str, Any], str, Path | None]:
     """(the seed whose old model it is, what decides it, its cache key, the cached or shipped
@@ -72,7 +72,7 @@ def old_model_ready(config: DictConfig, scenario_cfg: dict, scenario: Scenario, 
     training it."""
     if scenario.teacher is not None:
         return True
-    return _lookup_old_model(config, scenario_cfg, scenario, seed)[3] is not None
+    return lookup_old_model(config, scenario_cfg, scenario, seed)[3] is not None
 
 
 def old_model(
@@ -89,7 +89,7 @@ def old_model(
     that seed's old model."""
     if scenario.teacher is not None:
         return StepResult(scenario.teacher.model, {}, None, metadata={"id": "given"})
-    seed, payload, key, found = _lookup_old_model(config, scenario_cfg, scenario, seed)
+    seed, payload, key, found = lookup_old_model(config, scenario_cfg, scenario, seed)
     train = plain(config.train_old)
     if found is not None:
         cached = load_model_file(found)
