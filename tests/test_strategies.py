@@ -12,6 +12,7 @@ import torch
 from incremental.labels import LabelReading
 from incremental.strategies import (
     LocalPOD,
+    ParentSetsDistilledOnly,
     PartialCE,
     PseudoLabel,
     Refine,
@@ -70,6 +71,12 @@ PINNED = {
         LabelReading(),
     ),
     "joint": ((), (PartialCE(),), "mass_preserving", LabelReading(full_labels=True)),
+    "joint-distilled": (
+        (),
+        (PartialCE(), SetKD(1.0, conditioning="label_consistent")),
+        "mass_preserving",
+        LabelReading(full_labels=True),
+    ),
 }
 
 
@@ -82,7 +89,7 @@ def test_preset_pieces(name):
     assert strategy.terms == terms
     assert (strategy.init, strategy.reading) == (init, reading)
     assert strategy.freeze == (name == "freeze")
-    assert strategy.replay == (name == "joint")
+    assert strategy.replay == name.startswith("joint")
 
 
 def test_every_preset_is_pinned():
@@ -129,6 +136,19 @@ def test_errors_name_the_problem():
         create_strategy("mib", {"class_weights": "median"})
     with pytest.raises(ValueError, match="needs fully labeled data"):
         Strategy("x", init="scratch")
+
+
+def test_strategy_settings_add_their_pieces():
+    """The oracle's distillation and candidate sets' parent-set switch are pieces, not flags."""
+    assert create_strategy("joint", {"kd_weight": 0.5}).terms == (
+        PartialCE(),
+        SetKD(0.5, conditioning="label_consistent"),
+    )
+    assert create_strategy("joint", {"kd_weight": 0.5}).uses_teacher
+    assert create_strategy("candidate-sets", {"parent_ce": False}).transforms == (
+        Refine(0.7),
+        ParentSetsDistilledOnly(),
+    )
 
 
 def test_uses_teacher():

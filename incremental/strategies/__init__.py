@@ -10,6 +10,7 @@ import importlib
 from incremental.strategies.components import (
     Component,
     LocalPOD,
+    ParentSetsDistilledOnly,
     PartialCE,
     PseudoLabel,
     Refine,
@@ -40,6 +41,7 @@ __all__ = [
     "PartialCE",
     "PseudoLabel",
     "Refine",
+    "ParentSetsDistilledOnly",
     "SelfTrainWithinSets",
     "SetKD",
     "StepContext",

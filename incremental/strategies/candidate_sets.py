@@ -4,7 +4,13 @@ teacher-refined sets, set distillation and mass-preserving head expansion."""
 from __future__ import annotations
 
 from incremental.labels import LabelReading
-from incremental.strategies.components import PartialCE, Refine, SelfTrainWithinSets, SetKD
+from incremental.strategies.components import (
+    ParentSetsDistilledOnly,
+    PartialCE,
+    Refine,
+    SelfTrainWithinSets,
+    SetKD,
+)
 from incremental.strategies.composition import Strategy
 from incremental.strategies.registry import register_strategy
 
@@ -29,6 +35,7 @@ def candidate_sets(
     init: str = "mass_preserving",
     remainder_share: float | None = None,
     self_training: float | None = None,
+    parent_ce: bool = True,
 ) -> Strategy:
     """Candidate sets.
 
@@ -52,6 +59,9 @@ def candidate_sets(
         remainder_share: a split remainder's share of its parent at step start (None: equal).
         self_training: within-set self-training threshold on old labels' multi-class sets
             (None: off); see :class:`SelfTrainWithinSets`.
+        parent_ce: whether old labels of a widened class (an old image's "footwear") enter the
+            cross-entropy; False leaves them to the distillation
+            (:class:`ParentSetsDistilledOnly`).
     """
     if distillation not in (*DISTILLATIONS, "none"):
         raise ValueError(f"distillation: {distillation!r} is not one of {[*DISTILLATIONS, 'none']}")
@@ -63,6 +73,8 @@ def candidate_sets(
         transforms.append(Refine(refine_threshold, refine_criterion))
     if self_training is not None:
         transforms.append(SelfTrainWithinSets(self_training))
+    if not parent_ce:
+        transforms.append(ParentSetsDistilledOnly())
     return Strategy(
         "candidate-sets",
         LabelReading(),

@@ -133,6 +133,32 @@ class PseudoLabel(Component):
         )
 
 
+def parent_set_pixels(step: StepContext) -> torch.Tensor:
+    """(B, H, W) bool: pixels whose label's set is one of T's larger sets, an old label that
+    the step splits or widens (an old image's "footwear" = {footwear_other, sneaker})."""
+    larger = step.teacher_sets[step.teacher_sets.sum(dim=1) > 1]  # (L, C)
+    family = torch.zeros_like(step.informative)
+    for members in larger:
+        family |= (step.label_candidates == members[None, :, None, None]).all(dim=1)
+    return family
+
+
+@dataclass(frozen=True)
+class ParentSetsDistilledOnly(Component):
+    """Old labels of a widened class leave the cross-entropy: at a pixel whose label's set is
+    one of T's larger sets (an old image's "footwear"), the pixel stops being informative, so
+    only the distillation reads it. Such a set says nothing about the split, and its
+    cross-entropy pushes both children up in proportion to their share, i.e. it reinforces
+    whichever child is ahead; the distillation keeps the parent's mass all the same."""
+
+    def __call__(self, step: StepContext) -> StepContext:
+        with torch.no_grad():
+            family = parent_set_pixels(step)
+        if not bool(family.any()):
+            return step
+        return step.replace(informative=step.informative & ~family)
+
+
 @dataclass(frozen=True)
 class SelfTrainWithinSets(Component):
     """Within-set self-training: at a pixel whose label's set is one of T's larger sets (an old
@@ -154,12 +180,9 @@ class SelfTrainWithinSets(Component):
     def __call__(self, step: StepContext) -> StepContext:
         with torch.no_grad():
             sets = step.label_candidates
-            larger = step.teacher_sets[step.teacher_sets.sum(dim=1) > 1]  # (L, C)
-            if not len(larger):
+            family = parent_set_pixels(step)
+            if not bool(family.any()):
                 return step
-            family = torch.zeros_like(step.informative)
-            for members in larger:
-                family |= (sets == members[None, :, None, None]).all(dim=1)
             within = step.probs * sets
             best, index = within.max(dim=1)
             confident = family & (best >= self.threshold * within.sum(dim=1))

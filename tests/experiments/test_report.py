@@ -57,6 +57,22 @@ def test_oracle_flag_needs_spread_and_a_point(oracle_bag, ours_bag, flagged):
         assert flags[0].startswith("oracle under-trained: s bag: candidate-sets")
 
 
+def test_oracle_flag_checks_the_best_oracle_of_each_class():
+    """With both oracles, a class is checked against the one with the higher mean there: 66
+    beats plain joint's 60 but not the distilled oracle's 66.5; 70 beats both, and the flag
+    names the distilled one."""
+    oracles = rows("joint", True, [0.6] * 2, [0.60, 0.60]) + rows(
+        "joint-distilled", True, [0.6] * 2, [0.665, 0.665]
+    )
+    beaten_plain = pd.DataFrame(oracles + rows("candidate-sets", False, [0.5] * 2, [0.66] * 2))
+    assert oracle_flags(beaten_plain) == []
+    assert oracle_flags(beaten_plain, oracles=("joint",))  # against plain joint alone
+    beaten_both = pd.DataFrame(oracles + rows("candidate-sets", False, [0.5] * 2, [0.70] * 2))
+    assert oracle_flags(beaten_both) == [
+        "oracle under-trained: s bag: candidate-sets 70.0 > joint-distilled 66.5 ± 0.0"
+    ]
+
+
 def test_summary_has_no_nan_with_one_seed(tmp_path):
     frame = pd.DataFrame(
         rows("candidate-sets", False, [0.50], [0.5]) + rows("joint", True, [0.6], [0.6])

@@ -14,7 +14,13 @@ from incremental.losses import (
     set_distillation,
     unbiased_distillation,
 )
-from incremental.strategies import SelfTrainWithinSets, StepContext
+from incremental.strategies import (
+    ParentSetsDistilledOnly,
+    PartialCE,
+    SelfTrainWithinSets,
+    SetKD,
+    StepContext,
+)
 
 TRANSITION = Transition(
     ("background", "coat", "car"), new_classes=("bag",), splits=(Split.of("car", ["police_car"]),)
@@ -167,3 +173,27 @@ def test_self_training_narrows_confident_family_pixels_only():
     out = SelfTrainWithinSets(0.9)(step).candidates
     assert out[0, :, 0, 0].nonzero().flatten().tolist() == [4]
     assert torch.equal(out[0, :, 0, 1:], sets[0, :, 0, 1:])
+
+
+def test_parent_sets_leave_the_cross_entropy_only():
+    """An old "car" ({car_other, police_car}) stops counting in the cross-entropy, which then
+    equals the cross-entropy over the other informative pixels alone; an unlabeled pixel with
+    "anything but bag" and a singleton keep theirs, and the distillation does not change."""
+    gen = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 5, 4, 4, generator=gen)
+    teacher = torch.randn(2, 3, 4, 4, generator=gen)
+    sets = _sets(gen)
+    parent = (sets == torch.tensor([0, 0, 1, 0, 1]).bool()[None, :, None, None]).all(dim=1)
+    assert parent.any() and (~parent & ~sets.all(dim=1)).any()
+    step = StepContext(
+        logits, sets, ~sets.all(dim=1), T, torch.tensor([0, 1, 2]), teacher_logits=teacher
+    )
+    out = ParentSetsDistilledOnly()(step)
+    assert torch.equal(out.informative, step.informative & ~parent)
+    assert torch.equal(out.candidates, step.candidates)
+    kept = ~parent & ~sets.all(dim=1)
+    nll = -(logits.softmax(dim=1) * sets).sum(dim=1).log()
+    assert torch.allclose(PartialCE()(out), nll[kept].mean())
+    assert not torch.allclose(PartialCE()(out), PartialCE()(step))
+    kd = SetKD(conditioning="label_consistent")
+    assert torch.equal(kd(out), kd(step))
