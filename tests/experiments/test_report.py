@@ -71,6 +71,11 @@ def test_oracle_flag_checks_the_best_oracle_of_each_class():
     assert oracle_flags(beaten_both) == [
         "oracle under-trained: s bag: candidate-sets 70.0 > joint-distilled 66.5 ± 0.0"
     ]
+    # A class no oracle scored (not in its test scenes) is not checked, whatever the others.
+    unscored = pd.DataFrame(
+        rows("joint", True, [0.6], [float("nan")]) + rows("candidate-sets", False, [0.5], [0.7])
+    )
+    assert oracle_flags(unscored) == []
 
 
 def test_summary_has_no_nan_with_one_seed(tmp_path):

@@ -177,6 +177,19 @@ def test_parallel_jobs_write_every_run(tmp_path, config_file, capsys):
     assert "0 old model(s) to train, then 4 run(s)" in capsys.readouterr().out
 
 
+def test_both_oracles_run_and_are_checked(tmp_path, config_file):
+    """The full profile's two oracles through the runner: both train (the distilled one with
+    the teacher), and the summary's oracle check reads both, even on classes some of them did
+    not score."""
+    out = tmp_path / "out"
+    assert main([str(config_file), "--output", str(out), "--scenarios", "fashion-split",
+                 "--strategies", "candidate-sets,joint,joint-distilled"]) == 0  # fmt: skip
+    frame = pd.read_csv(out / "results.csv")
+    assert list(frame["strategy"]) == ["candidate-sets", "joint", "joint-distilled"]
+    assert frame.set_index("strategy").loc[["joint", "joint-distilled"], "replay"].all()
+    assert "## Oracle check" in (out / "summary.md").read_text()
+
+
 def test_costly_runs_start_first():
     """Parallel jobs start the runs with the most epochs and the largest epochs first: the
     oracle (up to 20 epochs, with old images), then replay, then the rest in grid order."""
