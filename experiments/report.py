@@ -128,13 +128,12 @@ def oracle_flags(frame: pd.DataFrame, oracles: Sequence[str] = ORACLES) -> list[
             continue
         for column in [c for c in part.columns if c.startswith("iou/") and part[c].notna().any()]:
             by_oracle = part[is_oracle].groupby(["strategy", "replay"], sort=False)[column]
-            oracle_means = by_oracle.mean().dropna()
-            if oracle_means.empty:  # no oracle scored the class (absent from its test scenes)
+            stats = by_oracle.agg(["mean", "std", "size"]).dropna(subset=["mean"])
+            if stats.empty:  # no oracle scored the class (absent from its test scenes)
                 continue
-            best = oracle_means.idxmax()
-            values = part[is_oracle].set_index(["strategy", "replay"]).loc[[best], column]
-            bound = values.mean()
-            spread = values.std(ddof=1) if len(values) > 1 else 0.0
+            best = stats["mean"].idxmax()
+            bound, spread, runs = stats.loc[best, ["mean", "std", "size"]]
+            spread = spread if runs > 1 else 0.0
             means = part[~is_oracle].groupby(["strategy", "replay"])[column].mean()
             for (strategy, replay), value in means.items():
                 if value > bound + max(spread, ORACLE_MIN_MARGIN):

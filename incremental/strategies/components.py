@@ -152,11 +152,7 @@ class ParentSetsDistilledOnly(Component):
     whichever child is ahead; the distillation keeps the parent's mass all the same."""
 
     def __call__(self, step: StepContext) -> StepContext:
-        with torch.no_grad():
-            family = parent_set_pixels(step)
-        if not bool(family.any()):
-            return step
-        return step.replace(informative=step.informative & ~family)
+        return step.replace(informative=step.informative & ~parent_set_pixels(step))
 
 
 @dataclass(frozen=True)
@@ -181,8 +177,6 @@ class SelfTrainWithinSets(Component):
         with torch.no_grad():
             sets = step.label_candidates
             family = parent_set_pixels(step)
-            if not bool(family.any()):
-                return step
             within = step.probs * sets
             best, index = within.max(dim=1)
             confident = family & (best >= self.threshold * within.sum(dim=1))
