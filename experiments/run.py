@@ -357,7 +357,15 @@ def log_old_model(name: str, seed: int, scores: dict) -> None:
 
 def report(frame: Any, config: DictConfig, out: Path, seconds: float) -> None:
     """summary.md, comparison.png and the printed table."""
-    devices = sorted({str(d) for d in frame.get("device", []) if isinstance(d, str) and d})
+    devices = sorted(
+        {
+            f"{device} ({precision})" if isinstance(precision, str) and precision else device
+            for device, precision in zip(
+                frame.get("device", []), frame.get("precision", [""] * len(frame)), strict=True
+            )
+            if isinstance(device, str) and device
+        }
+    )
     notes = [
         f"Profile `{config.profile}`, model `{plain(config.model)}`, "
         f"{seconds:.0f} s wall on this machine; trained on {', '.join(devices) or 'n/a'}.",

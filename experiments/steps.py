@@ -215,6 +215,7 @@ def strategy_step(
         "old_model_test_miou": teacher.scores.get("test_scenes/miou_all"),
         "train_seconds": round(time.time() - started, 1),
         "device": result.device,
+        "precision": result.precision,
         **{f"scenario/{k}": v for k, v in scenario.info.items()},
     }
     return row, result.model

@@ -22,6 +22,9 @@ class TrainConfig:
             default) is the GPU when there is one, the CPU otherwise (``"gpu"``/``"cuda"``
             where there is none is an error); ``strategy="ddp"`` for several processes.
         precision: Lightning precision; ``"32-true"`` unless asked (mixed precision is opt-in).
+            ``"auto"``: ``"bf16-mixed"`` for a CPU run on a CPU with native bfloat16 (AMX or
+            AVX512-BF16), ``"32-true"`` otherwise (``incremental.devices.resolve_precision``;
+            results record which ran).
         channels_last: keep the networks' weights, and so their activations, in the
             channels-last memory layout (PyTorch's recommendation for convolutional networks;
             on this project's 2-core CPU a small-unet training step took 0.65-0.7x the time);

@@ -20,7 +20,7 @@ from incremental.checkpoint_io import SafeCheckpointIO
 from incremental.data.core import SampleDataset, SegmentationSource
 from incremental.data.datamodule import IncrementalDataModule, pad_collate
 from incremental.data.transforms import eval_transform
-from incremental.devices import describe_device
+from incremental.devices import describe_device, resolve_precision
 from incremental.module import IncrementalSegmenter
 from incremental.train_config import TrainConfig
 
@@ -34,6 +34,8 @@ class StepResult:
     Attributes:
         device: where it trained (``"cpu"``, ``"cuda (NVIDIA H100 80GB HBM3)"``); empty for a
             model that was not trained here.
+        precision: the Lightning precision it trained at (``"auto"`` resolved); empty for a
+            model that was not trained here.
         metadata: plain data about the model (its id, where it came from).
     """
 
@@ -41,6 +43,7 @@ class StepResult:
     scores: dict[str, float]
     best_checkpoint: str | None
     device: str = ""
+    precision: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
@@ -117,7 +120,7 @@ def make_trainer(
         devices=config.devices,
         strategy=config.strategy,
         num_nodes=config.num_nodes,
-        precision=config.precision,
+        precision=resolve_precision(config.precision, str(config.accelerator)),
         deterministic=config.deterministic,
         logger=loggers if loggers else [CSVLogger(out_dir, name="logs")],
         callbacks=callbacks,
@@ -155,7 +158,7 @@ def fit_and_test(
         trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
     device = describe_device(trainer.strategy.root_device)
     scores = {**module.test_scores, "skipped_batches": skipped}
-    return StepResult(module.student, scores, best, device)
+    return StepResult(module.student, scores, best, device, str(trainer.precision))
 
 
 def evaluate(
@@ -170,7 +173,7 @@ def evaluate(
     trainer = L.Trainer(
         accelerator=config.accelerator,
         devices=1,
-        precision=config.precision,
+        precision=resolve_precision(config.precision, str(config.accelerator)),
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,

@@ -215,3 +215,50 @@ def test_predict_on_device(device, tmp_path, new_class_scenario):
     for ours, theirs in zip(written, cpu, strict=True):
         a, b = (torch.from_numpy(__import__("numpy").array(Image.open(p))) for p in (ours, theirs))
         assert (a != b).float().mean() < 1e-3  # argmax ties may differ across devices
+
+
+def test_precision_auto_is_bf16_on_a_cpu_with_native_bf16_only(monkeypatch):
+    from incremental import devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
+    assert devices.resolve_precision("auto") == "bf16-mixed"
+    assert devices.resolve_precision("auto", "cpu") == "bf16-mixed"
+    assert devices.resolve_precision("auto", "gpu") == "32-true"  # opt-in on a GPU
+    assert devices.resolve_precision("32-true", "cpu") == "32-true"  # asked for: kept
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
+    assert devices.resolve_precision("auto", "cpu") == "32-true"
+    assert devices.resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
+    assert devices.resolve_precision("auto") == "32-true"  # "auto" accelerator: the GPU
+
+
+def test_native_bf16_reads_the_cpu_probes(monkeypatch):
+    from incremental import devices
+
+    for amx, avx512_bf16, expected in [(False, False, False), (True, False, True),
+                                       (False, True, True)]:  # fmt: skip
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v, raising=False)
+        monkeypatch.setattr(
+            torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v, raising=False
+        )
+        assert devices.cpu_has_native_bf16() is expected
+    # A PyTorch without the (private) probes counts as no.
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
+    assert devices.cpu_has_native_bf16() is False
+
+
+def test_a_run_at_precision_auto_records_what_it_ran_at(tmp_path, split_scenario):
+    from incremental.devices import resolve_precision
+    from incremental.train_config import TrainConfig
+    from incremental.workflow import train_step
+
+    torch.manual_seed(0)
+    teacher = create_model("tiny-unet", split_scenario.transition.num_old_classes).eval()
+    config = TrainConfig(epochs=1, batch_size=2, progress_bar=False, precision="auto",
+                         limit_train_batches=1, limit_val_batches=1, accelerator="cpu")  # fmt: skip
+    result = train_step(split_scenario, teacher, {"name": "tiny-unet"},
+                        create_strategy("candidate-sets"), config, 0, tmp_path)  # fmt: skip
+    assert result.precision == resolve_precision("auto", "cpu")

@@ -9,6 +9,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from experiments.run import main
+from incremental.devices import resolve_precision
 from incremental.models import load_model_file
 
 TINY = {
@@ -55,7 +56,11 @@ def test_run_writes_every_output(tmp_path, config_file, capsys):
     assert len(frame) == 4
     assert set(frame["strategy"]) == {"finetune", "candidate-sets"}
     assert frame.set_index("strategy").loc["candidate-sets", "replay"].all()
-    assert (out / "summary.md").read_text().startswith("# Experiment tiny")
+    summary = (out / "summary.md").read_text()
+    assert summary.startswith("# Experiment tiny")
+    # The quick profile's step 1 runs at precision "auto"; results say what it resolved to.
+    ran = resolve_precision("auto", "auto")
+    assert set(frame["precision"]) == {ran} and f"cpu ({ran})" in summary
     assert (out / "comparison.png").stat().st_size > 1000
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["train"]["epochs"] == 1 and saved["profile"] == "quick"
