@@ -205,7 +205,7 @@ def test_costly_runs_start_first():
     config = load_config()  # the quick profile
     runs = strategy_runs(list(config.strategies), dict(config.strategy_overrides))
     cost = {run.label: expected_cost(config, run) for run in runs}
-    assert cost["joint"] > cost["candidate-sets+replay"] > cost["candidate-sets"]
+    assert cost["joint-distilled"] > cost["candidate-sets+replay"] > cost["candidate-sets"]
     assert cost["candidate-sets"] == cost["finetune"] == config.train.epochs
 
 
