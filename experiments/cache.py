@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from incremental.devices import PRECISION_AUTO, resolve_precision
+
 #: Bump when a change makes cached old models stale.
 CACHE_VERSION = 1
 #: Step-0 settings that do not change the trained model (``channels_last`` changes only
@@ -45,7 +47,11 @@ def cache_payload(
     train: dict[str, Any],
     seed: int,
 ) -> dict[str, Any]:
-    """What decides an old model (what its hash is made of)."""
+    """What decides an old model (what its hash is made of). Precision ``auto`` enters as what
+    it resolves to on this machine (a bfloat16 model is not a float32 one)."""
+    train = dict(train)
+    if train.get("precision") == PRECISION_AUTO:
+        train["precision"] = resolve_precision(PRECISION_AUTO, train.get("accelerator", "auto"))
     return {
         "version": CACHE_VERSION,
         "scenario": old_data_config(scenario_config),

@@ -355,20 +355,26 @@ def log_old_model(name: str, seed: int, scores: dict) -> None:
              scores.get("miou_all", float("nan")))  # fmt: skip
 
 
+def trained_on(frame: Any) -> str:
+    """``"cpu at bf16-mixed"``: the devices and precisions of the results' rows (a row written
+    before results recorded its precision says so; "n/a" when none recorded a device)."""
+
+    def text(value: Any) -> str:
+        return value if isinstance(value, str) else ""
+
+    found = set()
+    for row in frame.to_dict("records"):
+        device, precision = text(row.get("device")), text(row.get("precision"))
+        if device:
+            found.add(f"{device} at {precision or 'a precision not recorded'}")
+    return ", ".join(sorted(found)) or "n/a"
+
+
 def report(frame: Any, config: DictConfig, out: Path, seconds: float) -> None:
     """summary.md, comparison.png and the printed table."""
-    devices = sorted(
-        {
-            f"{device} ({precision})" if isinstance(precision, str) and precision else device
-            for device, precision in zip(
-                frame.get("device", []), frame.get("precision", [""] * len(frame)), strict=True
-            )
-            if isinstance(device, str) and device
-        }
-    )
     notes = [
         f"Profile `{config.profile}`, model `{plain(config.model)}`, "
-        f"{seconds:.0f} s wall on this machine; trained on {', '.join(devices) or 'n/a'}.",
+        f"{seconds:.0f} s wall on this machine; trained on {trained_on(frame)}.",
         "",
     ]
     write_summary(frame, out / "summary.md", f"Experiment {config.name}", notes)

@@ -128,6 +128,7 @@ def old_model(
                 "scenario": scenario.name,
                 "seed": seed,
                 "device": result.device,
+                "precision": result.precision,
                 "cache": payload,
             },
         )

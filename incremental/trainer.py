@@ -120,7 +120,7 @@ def make_trainer(
         devices=config.devices,
         strategy=config.strategy,
         num_nodes=config.num_nodes,
-        precision=resolve_precision(config.precision, str(config.accelerator)),
+        precision=resolve_precision(config.precision, config.accelerator),
         deterministic=config.deterministic,
         logger=loggers if loggers else [CSVLogger(out_dir, name="logs")],
         callbacks=callbacks,
@@ -173,7 +173,7 @@ def evaluate(
     trainer = L.Trainer(
         accelerator=config.accelerator,
         devices=1,
-        precision=resolve_precision(config.precision, str(config.accelerator)),
+        precision=resolve_precision(config.precision, config.accelerator),
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,

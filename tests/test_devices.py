@@ -217,21 +217,38 @@ def test_predict_on_device(device, tmp_path, new_class_scenario):
         assert (a != b).float().mean() < 1e-3  # argmax ties may differ across devices
 
 
+def _no_accelerator_but(monkeypatch, available: str | None) -> None:
+    """Lightning's accelerators all unavailable but ``available`` (a class name)."""
+    from lightning.pytorch import accelerators
+
+    for name in ("XLAAccelerator", "MPSAccelerator", "CUDAAccelerator"):
+        on = name == available
+        monkeypatch.setattr(
+            getattr(accelerators, name), "is_available", staticmethod(lambda o=on: o)
+        )
+
+
 def test_precision_auto_is_bf16_on_a_cpu_with_native_bf16_only(monkeypatch):
+    from lightning.pytorch.accelerators import CPUAccelerator
+
     from incremental import devices
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    _no_accelerator_but(monkeypatch, None)
     monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
     assert devices.resolve_precision("auto") == "bf16-mixed"
     assert devices.resolve_precision("auto", "cpu") == "bf16-mixed"
-    assert devices.resolve_precision("auto", "gpu") == "32-true"  # opt-in on a GPU
+    assert devices.resolve_precision("auto", CPUAccelerator()) == "bf16-mixed"
+    for accelerator in ("gpu", "cuda", "mps", "tpu"):  # opt-in off the CPU
+        assert devices.resolve_precision("auto", accelerator) == "32-true"
     assert devices.resolve_precision("32-true", "cpu") == "32-true"  # asked for: kept
     monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
     assert devices.resolve_precision("auto", "cpu") == "32-true"
     assert devices.resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
-    assert devices.resolve_precision("auto") == "32-true"  # "auto" accelerator: the GPU
+    for present in ("CUDAAccelerator", "MPSAccelerator", "XLAAccelerator"):
+        _no_accelerator_but(monkeypatch, present)  # "auto" accelerator: not the CPU
+        assert devices.resolve_precision("auto") == "32-true", present
+        assert devices.resolve_precision("auto", "cpu") == "bf16-mixed", present
 
 
 def test_native_bf16_reads_the_cpu_probes(monkeypatch):
@@ -250,15 +267,21 @@ def test_native_bf16_reads_the_cpu_probes(monkeypatch):
     assert devices.cpu_has_native_bf16() is False
 
 
-def test_a_run_at_precision_auto_records_what_it_ran_at(tmp_path, split_scenario):
-    from incremental.devices import resolve_precision
+@pytest.mark.parametrize("native", [True, False])
+def test_a_run_at_precision_auto_trains_and_records_what_it_resolved_to(
+    tmp_path, split_scenario, monkeypatch, native
+):
+    """Both branches train for real (bfloat16 autocast runs on any x86 CPU, emulated where the
+    CPU lacks it) and the result says which ran."""
+    from incremental import devices
     from incremental.train_config import TrainConfig
     from incremental.workflow import train_step
 
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: native)
     torch.manual_seed(0)
     teacher = create_model("tiny-unet", split_scenario.transition.num_old_classes).eval()
     config = TrainConfig(epochs=1, batch_size=2, progress_bar=False, precision="auto",
                          limit_train_batches=1, limit_val_batches=1, accelerator="cpu")  # fmt: skip
     result = train_step(split_scenario, teacher, {"name": "tiny-unet"},
                         create_strategy("candidate-sets"), config, 0, tmp_path)  # fmt: skip
-    assert result.precision == resolve_precision("auto", "cpu")
+    assert result.precision == ("bf16-mixed" if native else "32-true")

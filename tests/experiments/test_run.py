@@ -60,7 +60,7 @@ def test_run_writes_every_output(tmp_path, config_file, capsys):
     assert summary.startswith("# Experiment tiny")
     # The quick profile's step 1 runs at precision "auto"; results say what it resolved to.
     ran = resolve_precision("auto", "auto")
-    assert set(frame["precision"]) == {ran} and f"cpu ({ran})" in summary
+    assert set(frame["precision"]) == {ran} and f"{frame['device'][0]} at {ran}" in summary
     assert (out / "comparison.png").stat().st_size > 1000
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["train"]["epochs"] == 1 and saved["profile"] == "quick"
@@ -271,3 +271,14 @@ def test_named_strategy_variants(tmp_path, config_file):
                                      "settings": {"distilation": "set"}}]}  # fmt: skip
     path.write_text(yaml.safe_dump(bad))
     assert main([str(path), "--output", str(tmp_path / "bad")]) == 2
+
+
+def test_trained_on_names_devices_and_precisions():
+    """summary.md's "trained on": rows without a device (or a precision, written before results
+    recorded it) do not break it."""
+    from experiments.run import trained_on
+
+    frame = pd.DataFrame({"device": ["cpu", "cpu", None], "precision": ["bf16-mixed", None, "x"]})
+    assert trained_on(frame) == "cpu at a precision not recorded, cpu at bf16-mixed"
+    assert trained_on(pd.DataFrame({"device": ["cpu"]})) == "cpu at a precision not recorded"
+    assert trained_on(pd.DataFrame({"miou_all": [0.5]})) == "n/a"

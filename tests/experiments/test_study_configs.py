@@ -36,3 +36,13 @@ def test_studies_write_to_different_folders():
     would refuse each other's folder (or, with --overwrite, replace each other's results)."""
     names = [load_config(path).name for path in STUDIES]
     assert len(set(names)) == len(names), names
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
+def test_quick_profile_studies_stay_float32(path):
+    """README's quick-profile study figures were measured in float32, before the quick
+    profile's step 1 took precision ``auto``: each study on that profile pins float32, so its
+    figures (and the pairings between studies) reproduce on a machine with native bfloat16."""
+    config = load_config(path)
+    if config.profile == "quick":
+        assert config.train.precision == "32-true", f"{path.name}: train.precision not pinned"
