@@ -40,6 +40,7 @@ from experiments.tracking import log_summary_run
 from experiments.units import chain_job, import_modules, old_model_job, share_scenarios
 from incremental.data import DatasetError, as_sources, build_scenarios
 from incremental.data.fashion.streams import scene_cache, using_scene_cache
+from incremental.devices import resolve_precision
 from incremental.io import write_text
 from incremental.module import NonFiniteLossError
 from incremental.strategies import list_strategies
@@ -254,6 +255,9 @@ def _checked_run(config: DictConfig) -> Any:
 def _run(config, out, steps, configs, runs, jobs, writes, previous) -> Any:
     """The grid of a validated experiment whose output folder is claimed."""
     rows, started = list(previous), time.time()
+    note = resumed_precision_note(rows, config)
+    if note:
+        log.warning(note)
     finished = {RunKey.of_row(r) for r in rows}
     total = sum(len(s) for s in steps.values()) * len(config.seeds) * len(runs)
     done = 0
@@ -353,6 +357,28 @@ def job_config(config: DictConfig, runs: list) -> DictConfig:
 def log_old_model(name: str, seed: int, scores: dict) -> None:
     log.info("%s seed %d: old model mIoU %.3f (old val)", name, seed,
              scores.get("miou_all", float("nan")))  # fmt: skip
+
+
+def resumed_precision_note(rows: list[dict[str, Any]], config: DictConfig) -> str | None:
+    """A resumed experiment whose finished runs trained at a precision this machine will not use
+    for the rest (precision ``auto`` resolves per machine): say so, since its rows would then
+    mix precisions (results.csv records each run's)."""
+    settings = [plain(config.train), *plain(config.strategy_train).values()]
+    train = plain(config.train)
+    now = {
+        resolve_precision(
+            s.get("precision", train.get("precision", "32-true")),
+            s.get("accelerator", train.get("accelerator", "auto")),
+        )
+        for s in settings
+    }
+    before = sorted({r["precision"] for r in rows if isinstance(r.get("precision"), str)} - now)
+    if not before:
+        return None
+    return (
+        f"resume: finished runs trained at {before}; the rest train at {sorted(now)} here "
+        f"(train.precision {train.get('precision')!r}); results.csv records each run's"
+    )
 
 
 def trained_on(frame: Any) -> str:
