@@ -23,7 +23,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.config import ConfigError, load_config, scenario_configs
-from experiments.grid import RunKey, strategy_runs
+from experiments.grid import RunKey, StrategyRun, strategy_runs
 from experiments.outputs import OutputLock, finished_rows, prepare_output, write_results
 from experiments.parallel import default_jobs, run_parallel
 from experiments.report import (
@@ -35,7 +35,14 @@ from experiments.report import (
     summary_table,
     write_summary,
 )
-from experiments.steps import expected_cost, old_model, old_model_ready, plain, strategy_chain
+from experiments.steps import (
+    expected_cost,
+    old_model,
+    old_model_ready,
+    plain,
+    step_train_settings,
+    strategy_chain,
+)
 from experiments.tracking import log_summary_run
 from experiments.units import chain_job, import_modules, old_model_job, share_scenarios
 from incremental.data import DatasetError, as_sources, build_scenarios
@@ -255,7 +262,7 @@ def _checked_run(config: DictConfig) -> Any:
 def _run(config, out, steps, configs, runs, jobs, writes, previous) -> Any:
     """The grid of a validated experiment whose output folder is claimed."""
     rows, started = list(previous), time.time()
-    note = resumed_precision_note(rows, config)
+    note = resumed_precision_note(rows, config, runs)
     if note:
         log.warning(note)
     finished = {RunKey.of_row(r) for r in rows}
@@ -359,25 +366,20 @@ def log_old_model(name: str, seed: int, scores: dict) -> None:
              scores.get("miou_all", float("nan")))  # fmt: skip
 
 
-def resumed_precision_note(rows: list[dict[str, Any]], config: DictConfig) -> str | None:
+def resumed_precision_note(
+    rows: list[dict[str, Any]], config: DictConfig, runs: list[StrategyRun]
+) -> str | None:
     """A resumed experiment whose finished runs trained at a precision this machine will not use
     for the rest (precision ``auto`` resolves per machine): say so, since its rows would then
     mix precisions (results.csv records each run's)."""
-    settings = [plain(config.train), *plain(config.strategy_train).values()]
-    train = plain(config.train)
-    now = {
-        resolve_precision(
-            s.get("precision", train.get("precision", "32-true")),
-            s.get("accelerator", train.get("accelerator", "auto")),
-        )
-        for s in settings
-    }
+    settings = [step_train_settings(config, run.name) for run in runs]
+    now = {resolve_precision(s["precision"], s["accelerator"]) for s in settings}
     before = sorted({r["precision"] for r in rows if isinstance(r.get("precision"), str)} - now)
     if not before:
         return None
     return (
         f"resume: finished runs trained at {before}; the rest train at {sorted(now)} here "
-        f"(train.precision {train.get('precision')!r}); results.csv records each run's"
+        f"(train.precision {config.train.precision!r}); results.csv records each run's"
     )
 
 

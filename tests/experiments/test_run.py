@@ -288,15 +288,17 @@ def test_a_resume_that_would_mix_precisions_says_so(monkeypatch):
     """Precision ``auto`` resolves per machine: resuming on a machine where it resolves to
     another precision than the finished runs' is said, not silent."""
     from experiments.config import load_config
+    from experiments.grid import strategy_runs
     from experiments.run import resumed_precision_note
     from incremental import devices
 
     config = load_config()  # the quick profile: step 1 at "auto"
+    runs = strategy_runs(list(config.strategies), dict(config.strategy_overrides))
     monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
     if devices.resolve_precision("auto") != "32-true":
         pytest.skip("'auto' is the GPU here")
     finished = [{"precision": "bf16-mixed"}, {"precision": float("nan")}]
-    note = resumed_precision_note(finished, config)
+    note = resumed_precision_note(finished, config, runs)
     assert note and "['bf16-mixed']" in note and "['32-true']" in note
-    assert resumed_precision_note([{"precision": "32-true"}], config) is None
-    assert resumed_precision_note([], config) is None
+    assert resumed_precision_note([{"precision": "32-true"}], config, runs) is None
+    assert resumed_precision_note([], config, runs) is None
