@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The full profile (README's results) on one GPU machine inside a fixed time budget, with the
+# device tests beside it. Meant for a lent H100/H200 with 16 CPU cores: the runs are small
+# (small-unet, 64x64 scenes), so one process per run keeps one core busy launching kernels
+# and the GPU serves them all (`--jobs`, default 15, explicit because `jobs: auto` is 1 on a GPU).
+#
+#   1. tests/test_devices.py (CUDA against the CPU), in the background, logged;
+#   2. the full profile's three base scenarios (new class, split, garment): old models per seed,
+#      then 8 strategies x 5 seeds;
+#   3. the four sibling-rate variants (0.1 / 0.6 of both splits; they reuse their base's old
+#      models from the shared cache) with the time left;
+#   4. results.csv, summary.md, config.yaml and each run's metrics.csv packed into
+#      OUT/full-profile.tgz (no checkpoints), even when a phase ran out of time: the runner writes
+#      results.csv after every finished run, and `--resume` on the same folder finishes the grid.
+#
+# From the repository root: bash benchmarks/gpu_full_profile.sh [OUT_DIR]
+# Settings (environment): BUDGET seconds for phases 2-3 (default 500), JOBS (default 15),
+# EXTRA (more arguments for both experiment runs, e.g. a smaller grid for a dry run on a CPU),
+# DEVICE_TESTS=0 (leave out phase 1), WORK (where the runs and the shared cache go).
+# Where the GPU image lacks packages, fetch their wheels first (../shared/tools/device_wheels.sh
+# writes .whl/); this script installs .whl/*.whl into /tmp/site when the folder is there.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-${OUT:-outputs/gpu-full-profile}}
+budget=${BUDGET:-500}
+jobs=${JOBS:-15}
+extra=${EXTRA:-}
+work=${WORK:-/tmp/full-profile}
+mkdir -p "$out" "$work"
+start=$(date +%s)
+if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
+    .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD
+fi
+export PYTHONPATH=${PYTHONPATH:-$PWD} WANDB_MODE=disabled PYTHONUNBUFFERED=1
+# cuBLAS's deterministic mode (train.deterministic "warn" otherwise warns on every such product).
+export CUBLAS_WORKSPACE_CONFIG=${CUBLAS_WORKSPACE_CONFIG:-:4096:8}
+{
+  python3 -c "import torch; print('device:', torch.cuda.get_device_name() if torch.cuda.is_available() \
+else 'no CUDA device (CPU)', '| torch', torch.__version__)"
+  date -u +"date: %Y-%m-%d %H:%M UTC"
+  echo "cpu cores: $(nproc), jobs: $jobs, budget: $budget s"
+} | tee "$out/device.txt"
+
+# 1. Device tests, beside the runs (they take a core and a little of the GPU); DEVICE_TESTS=0 skips.
+device_tests() {
+  if [ "${DEVICE_TESTS:-1}" = 0 ]; then echo "skipped (DEVICE_TESTS=0)"; return 0; fi
+  timeout 300 python3 -m pytest -q -p no:cacheprovider tests/test_devices.py 2>&1
+  echo "exit $?"
+}
+device_tests >"$out/device_tests.log" &
+tests_pid=$!
+
+left() { echo $(( budget - ($(date +%s) - start) )); }
+run_profile() {  # name, scenarios: the runner's output goes to $work/name, its log to OUT/name.log
+  local name=$1 scenarios=$2 seconds
+  seconds=$(left)
+  if [ "$seconds" -lt 30 ]; then echo "$name: not started (under 30 s of the budget left)" | tee -a "$out/phases.txt"; return 0; fi
+  local phase_start=$(date +%s) resume=
+  [ -f "$work/$name/config.yaml" ] && resume=--resume  # a second call finishes the grid
+  # shellcheck disable=SC2086  # EXTRA and resume are lists of arguments
+  timeout --signal=INT --kill-after=20 "$seconds" python3 -m experiments.run --profile full \
+    --scenarios "$scenarios" --jobs "$jobs" --output "$work/$name" $resume --wandb disabled \
+    --set cache_dir="$work/cache" --set train.progress_bar=false \
+    --set train_old.progress_bar=false $extra >"$out/$name.log" 2>&1
+  local status=$?
+  echo "$name: exit $status after $(( $(date +%s) - phase_start )) s (limit $seconds s)" \
+    | tee -a "$out/phases.txt"
+}
+
+# 2-3. The base scenarios first (their old models), then the sibling-rate variants.
+run_profile base fashion-new-class,fashion-split,fashion-garment
+run_profile siblings fashion-split-siblings01,fashion-split-siblings06,fashion-garment-siblings01,fashion-garment-siblings06
+
+wait "$tests_pid"
+tail -3 "$out/device_tests.log"
+# 4. Everything but checkpoints and old models, in one file.
+(cd "$work" && find . -path ./cache -prune -o \( -name results.csv -o -name summary.md \
+  -o -name config.yaml -o -name metrics.csv \) -print | tar czf "$out/full-profile.tgz" -T -)
+ls -la "$out"
+echo "total: $(( $(date +%s) - start )) s"
