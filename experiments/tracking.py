@@ -17,6 +17,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from incremental.devices import resolve_precision
+
 #: W&B's summary of these is the best epoch's (the checkpoint the run keeps), not the last.
 SELECTED = {"val/miou_all": "max"}
 
@@ -29,7 +31,9 @@ def make_loggers(
     run_config: dict[str, Any],
     job_type: str,
 ) -> list:
-    """CSV logger under ``run_dir/logs``, and a W&B run grouped by the experiment's name."""
+    """CSV logger under ``run_dir/logs``, and a W&B run grouped by the experiment's name.
+    ``run_config["train"]``'s ``precision: auto`` is logged as what it resolves to here
+    (``bf16-mixed`` or ``32-true``), so that runs group by what they trained at."""
     from lightning.pytorch.loggers import CSVLogger
 
     loggers: list = [CSVLogger(run_dir, name="logs")]
@@ -44,7 +48,7 @@ def make_loggers(
             tags=tags,
             save_dir=str(run_dir),
             mode=config.wandb,
-            config={"profile": config.profile, **run_config},
+            config={"profile": config.profile, **run_config, **_resolved_train(run_config)},
         )
         for metric, summary in SELECTED.items():
             logger.experiment.define_metric(metric, summary=summary)
@@ -52,6 +56,15 @@ def make_loggers(
             print(f"  W&B: {logger.experiment.url}", flush=True)
         loggers.append(logger)
     return loggers
+
+
+def _resolved_train(run_config: dict[str, Any]) -> dict[str, Any]:
+    """``{"train": ...}`` with its precision resolved, or nothing when there is no ``train``."""
+    train = run_config.get("train")
+    if not train or "precision" not in train:
+        return {}
+    precision = resolve_precision(train["precision"], train.get("accelerator", "auto"))
+    return {"train": {**train, "precision": precision}}
 
 
 def finish(loggers: list) -> None:

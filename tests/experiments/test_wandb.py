@@ -5,6 +5,7 @@ from __future__ import annotations
 import yaml
 
 from experiments.run import main
+from incremental.devices import resolve_precision
 from tests.experiments.wandb_records import run_summary
 
 FAST = {"epochs": 2, "batch_size": 4, "progress_bar": False, "limit_train_batches": 2}
@@ -19,7 +20,7 @@ def test_offline_runs_hold_what_a_dashboard_groups_by(tmp_path):
         "jobs": 1,
         "cache_dir": str(tmp_path / "cache"),
         "train_old": {**FAST, "epochs": 1, "log_images": 0},
-        "train": {**FAST, "log_images": 2},
+        "train": {**FAST, "log_images": 2, "precision": "auto"},
         "scenario_overrides": {"fashion": {
             "sizes": {"old_train": 16, "new_train": 8, "val": 4, "test": 4, "old_val": 4},
             "image_size": 32, "items_per_scene": [1, 2]}},
@@ -38,6 +39,9 @@ def test_offline_runs_hold_what_a_dashboard_groups_by(tmp_path):
         assert key in step["config"], key
     assert step["config"]["strategy_name"] == "candidate-sets" and step["config"]["seed"] == 0
     assert step["config"]["strategy"]["terms"][0]["type"] == "PartialCE"
+    # What `auto` resolved to on this machine, not "auto" (the old model: its own setting).
+    assert step["config"]["train"]["precision"] == resolve_precision("auto", "auto") != "auto"
+    assert run_summary(old_file)["config"]["train"]["precision"] == "32-true"
     # Per-class validation IoU (a class absent from these 4 tiny scenes and never predicted is
     # NaN, and not logged) and the parent-level scores.
     assert {"val/iou/background", "val/iou/footwear_other", "val/miou_parent"} <= step["history"]
