@@ -1,5 +1,6 @@
-"""benchmarks/gpu_full_profile.sh on the CPU with a tiny grid: both phases run, a phase that
-has no time left is not started, and what finished is packed (results, no checkpoints)."""
+"""benchmarks/gpu_full_profile.sh on the CPU with a tiny grid: both phases run, a second call
+resumes them, a phase that has no time left is not started, and what finished is packed
+(results, no checkpoints)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_full_profile.sh"
@@ -26,8 +28,8 @@ TINY = (
 )
 
 
-def _run(tmp_path: Path, budget: int) -> tuple[Path, subprocess.CompletedProcess]:
-    out = tmp_path / f"out-{budget}"
+def _run(tmp_path: Path, out: str, budget: int) -> subprocess.CompletedProcess:
+    """The script from ``tmp_path`` with a relative OUT_DIR (taken from the caller's folder)."""
     env = {
         **os.environ,
         "BUDGET": str(budget),
@@ -36,35 +38,69 @@ def _run(tmp_path: Path, budget: int) -> tuple[Path, subprocess.CompletedProcess
         "WORK": str(tmp_path / "work"),
         "EXTRA": TINY,
     }
-    done = subprocess.run(
-        ["bash", str(SCRIPT), str(out)], env=env, capture_output=True, text=True, timeout=600
+    return subprocess.run(
+        ["bash", str(SCRIPT), out],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
-    return out, done
+
+
+def _rows(pack_path: Path, phase: str) -> pd.DataFrame:
+    with tarfile.open(pack_path) as pack:
+        return pd.read_csv(pack.extractfile(f"./{phase}/results.csv"))
 
 
 @pytest.mark.slow
-def test_both_phases_run_and_are_packed(tmp_path):
-    out, done = _run(tmp_path, budget=600)
+def test_phases_run_resume_and_are_packed(tmp_path):
+    done = _run(tmp_path, "first", budget=600)
     assert done.returncode == 0, done.stdout + done.stderr
+    out = tmp_path / "first"
     phases = (out / "phases.txt").read_text().splitlines()
     assert [line.split(":")[0] for line in phases] == ["base", "siblings"]
     assert all(": exit 0 after" in line for line in phases), phases
     assert "skipped (DEVICE_TESTS=0)" in (out / "device_tests.log").read_text()
     with tarfile.open(out / "full-profile.tgz") as pack:
         names = pack.getnames()
-        for phase in ("base", "siblings"):
-            rows = pd.read_csv(pack.extractfile(f"./{phase}/results.csv"))
-            assert list(rows.strategy) == ["finetune"] and list(rows.seed) == [0]
-            assert f"./{phase}/summary.md" in names
+    for phase in ("base", "siblings"):
+        rows = _rows(out / "full-profile.tgz", phase)
+        assert list(rows.strategy) == ["finetune"] and list(rows.seed) == [0]
+        assert f"./{phase}/summary.md" in names
     assert any(name.endswith("metrics.csv") for name in names)
     assert not any(name.endswith((".ckpt", ".pt")) for name in names), names
 
-    # No time left: nothing starts, each phase says so, the pack is still written.
-    out, done = _run(tmp_path, budget=0)
+    # Again on the same WORK: both phases resume, keep the finished run, train nothing.
+    done = _run(tmp_path, "second", budget=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert (out / "phases.txt").read_text().splitlines() == [
+    for phase in ("base", "siblings"):
+        assert "finished before: kept" in (tmp_path / "second" / f"{phase}.log").read_text()
+        before, after = (
+            _rows(out / "full-profile.tgz", phase),
+            _rows(tmp_path / "second" / "full-profile.tgz", phase),
+        )
+        assert after.hiou.tolist() == before.hiou.tolist()
+
+    # No time left: nothing starts, each phase says so, exit 2, the pack is still written.
+    done = _run(tmp_path, "third", budget=0)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert (tmp_path / "third" / "phases.txt").read_text().splitlines() == [
         "base: not started (under 30 s of the budget left)",
         "siblings: not started (under 30 s of the budget left)",
     ]
-    with tarfile.open(out / "full-profile.tgz") as pack:  # the earlier call's finished runs
-        assert "./base/results.csv" in pack.getnames()
+    assert len(_rows(tmp_path / "third" / "full-profile.tgz", "base")) == 1
+
+
+def test_the_phases_split_the_full_profile():
+    """The script's two scenario lists are the full profile's scenarios, each once."""
+    profile = yaml.safe_load((ROOT / "experiments/configs/profile/full.yaml").read_text())
+    done = subprocess.run(
+        ["bash", str(SCRIPT), "--scenarios"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    lists = dict(line.split(": ") for line in done.stdout.splitlines())
+    base, siblings = lists["base"].split(","), lists["siblings"].split(",")
+    assert base and siblings and sorted(base + siblings) == sorted(profile["scenarios"])
+    assert all("-siblings" in name for name in siblings), siblings
+    assert not any("-siblings" in name for name in base), base
