@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from incremental.devices import PRECISION_AUTO, resolve_precision
+from incremental.devices import with_resolved_precision
 
 #: Bump when a change makes cached old models stale.
 CACHE_VERSION = 1
@@ -49,9 +49,7 @@ def cache_payload(
 ) -> dict[str, Any]:
     """What decides an old model (what its hash is made of). Precision ``auto`` enters as what
     it resolves to on this machine (a bfloat16 model is not a float32 one)."""
-    train = dict(train)
-    if train.get("precision") == PRECISION_AUTO:
-        train["precision"] = resolve_precision(PRECISION_AUTO, train.get("accelerator", "auto"))
+    train = with_resolved_precision(train)
     return {
         "version": CACHE_VERSION,
         "scenario": old_data_config(scenario_config),

@@ -17,7 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from incremental.devices import resolve_precision
+from incremental.devices import with_resolved_precision
 
 #: W&B's summary of these is the best epoch's (the checkpoint the run keeps), not the last.
 SELECTED = {"val/miou_all": "max"}
@@ -61,10 +61,7 @@ def make_loggers(
 def _resolved_train(run_config: dict[str, Any]) -> dict[str, Any]:
     """``{"train": ...}`` with its precision resolved, or nothing when there is no ``train``."""
     train = run_config.get("train")
-    if not train or "precision" not in train:
-        return {}
-    precision = resolve_precision(train["precision"], train.get("accelerator", "auto"))
-    return {"train": {**train, "precision": precision}}
+    return {"train": with_resolved_precision(train)} if train else {}
 
 
 def finish(loggers: list) -> None:

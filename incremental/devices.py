@@ -72,6 +72,15 @@ def resolve_precision(precision: str, accelerator: str = "auto") -> str:
     return "bf16-mixed" if runs_on_cpu(accelerator) and cpu_has_native_bf16() else "32-true"
 
 
+def with_resolved_precision(train: dict[str, Any]) -> dict[str, Any]:
+    """A copy of loop settings (``train``/``train_old`` as a dict) whose ``precision`` is what
+    :func:`resolve_precision` makes of it with their ``accelerator``; unchanged without one."""
+    if "precision" not in train:
+        return dict(train)
+    precision = resolve_precision(train["precision"], train.get("accelerator", "auto"))
+    return {**train, "precision": precision}
+
+
 def runs_on_cpu(accelerator: Any = "auto") -> bool:
     """Whether Lightning's Trainer runs on the CPU with this ``accelerator`` setting: ``"cpu"``
     (or a ``CPUAccelerator``), or ``"auto"`` where none of the accelerators Lightning tries
