@@ -22,7 +22,8 @@ from incremental.io import write_atomic
 
 #: Output files of an experiment: what --overwrite moves aside.
 OUTPUTS = (
-    "config.yaml", "results.csv", "summary.md", "comparison.png", "models", "runs", "wandb"
+    "config.yaml", "results.csv", "summary.md", "comparison.png", "models", "runs", "wandb",
+    "sources.yaml",  # a merge's (experiments.merge)
 )  # fmt: skip
 #: Where --overwrite keeps the previous experiment (replaced by the next --overwrite).
 PREVIOUS = "previous"
