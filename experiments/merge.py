@@ -8,9 +8,15 @@ the paired differences and the oracle check over all the merged seeds), ``compar
 and ``sources.yaml`` (the folders merged and the settings they share).
 
 Only experiments of the same settings merge: every config key but the grid (scenarios,
-strategies, seeds) and the flags that do not change a result must be equal, else the error
-names the key and both folders. A run (scenario, strategy, replay, seed) found in two folders
-is kept once when its scores are equal (a deterministic rerun) and is an error otherwise.
+strategies, seeds) and the flags that do not change a result must be equal, with the same type
+(``limit_train_batches`` 1 is one batch, 1.0 all of them), else the error names the key, both
+values and both folders; a strategy variant or inline scenario two folders name must be defined
+alike. A run (scenario, strategy, replay, seed) found twice is kept once when its scores are
+equal (a deterministic rerun; compared exactly, on the score columns both rows have) and is an
+error otherwise. Runs of one (scenario, seed) from two folders must have started from the same
+old model (results.csv's ``old_model_*`` columns): the summary pairs them by seed. A folder
+locked by a live experiment is refused; one with fewer runs than its grid names is
+merged, and the summary says so.
 """
 
 from __future__ import annotations
@@ -24,9 +30,15 @@ from typing import Any
 import pandas as pd
 from omegaconf import OmegaConf
 
-from experiments.config import ConfigError
-from experiments.outputs import prepare_output, write_results
-from experiments.report import KEY_COLUMNS, plot_comparison, results_frame, write_summary
+from experiments.config import ConfigError, _load_yaml
+from experiments.outputs import live_lock, prepare_output, write_results
+from experiments.report import (
+    KEY_COLUMNS,
+    plot_comparison,
+    results_frame,
+    trained_on,
+    write_summary,
+)
 from incremental.io import write_text
 
 #: Top-level keys that may differ between merged experiments: the grid, where things are
@@ -34,10 +46,11 @@ from incremental.io import write_text
 GRID_AND_FLAGS = frozenset({
     "name", "scenarios", "strategies", "seeds", "output", "cache_dir", "wandb", "wandb_project",
     "wandb_artifacts", "resume", "overwrite", "jobs", "retrain_old",
+    "profile",  # a label: the profile's settings are resolved into the config compared
 })  # fmt: skip
 #: Loop settings (in ``train``, ``train_old`` and each ``strategy_train`` entry) that change
-#: what is printed, not what is trained.
-DISPLAY_SETTINGS = frozenset({"progress_bar", "progress_refresh_rate"})
+#: what is printed or sent to W&B, not what is trained.
+DISPLAY_SETTINGS = frozenset({"progress_bar", "progress_refresh_rate", "log_images"})
 #: The merge's record of its folders and shared settings (one of ``OUTPUTS``).
 SOURCES = "sources.yaml"
 
@@ -53,9 +66,13 @@ def load_experiment(folder: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     for name in ("config.yaml", "results.csv"):
         if not (folder / name).is_file():
             raise ConfigError(f"merge: {folder} holds no {name} (not an experiment's output)")
-    config = OmegaConf.to_container(OmegaConf.load(folder / "config.yaml"), resolve=True)
-    if not isinstance(config, dict):
-        raise ConfigError(f"merge: {folder / 'config.yaml'} is not a mapping")
+    holder = live_lock(folder)
+    if holder:
+        raise ConfigError(
+            f"merge: {folder} is in use by {holder} (an experiment running there); merge it "
+            f"when it has ended, or delete {folder / '.lock'} if none runs"
+        )
+    config = OmegaConf.to_container(_load_yaml(folder / "config.yaml", "config"), resolve=True)
     try:
         results = pd.read_csv(folder / "results.csv")
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
@@ -63,6 +80,13 @@ def load_experiment(folder: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     missing = [c for c in KEY_COLUMNS if c not in results]
     if missing:
         raise ConfigError(f"merge: {folder / 'results.csv'} has no column(s) {missing}")
+    if results[KEY_COLUMNS].isna().any().any():
+        raise ConfigError(f"merge: {folder / 'results.csv'} has a row without {KEY_COLUMNS}")
+    # One type per key column whatever pandas inferred (a seed read as 1.0 is run 1).
+    replay = results["replay"].map(lambda v: str(v).strip().lower())
+    if not replay.isin(["true", "false"]).all():
+        raise ConfigError(f"merge: {folder / 'results.csv'}: replay must be True or False")
+    results = results.assign(seed=results["seed"].astype(int), replay=replay.eq("true"))
     return config, results
 
 
@@ -83,64 +107,136 @@ def shared_settings(config: dict[str, Any]) -> dict[str, Any]:
     return shared
 
 
+#: A key one config has and the other lacks (an older config: equal to an explicit null).
+ABSENT = "<absent>"
+
+
 def differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
-    """Dotted keys at which two plain config trees differ."""
+    """Dotted keys at which two plain config trees differ; values of another type differ
+    (``limit_train_batches`` 1 is one batch, 1.0 all of them)."""
     if isinstance(a, dict) and isinstance(b, dict):
         keys = sorted(set(a) | set(b))
         return [d for k in keys for d in differing_keys(a.get(k), b.get(k), f"{prefix}{k}.")]
-    return [] if a == b else [prefix.rstrip(".")]
+    same = type(a) is type(b) and a == b
+    return [] if same else [prefix.rstrip(".")]
+
+
+def grid_definitions(config: dict[str, Any]) -> dict[str, Any]:
+    """Named strategy variants and inline scenarios by name (``strategy/<name>``,
+    ``scenario/<name>``): a name two experiments share must mean the same thing in both."""
+    found = {}
+    for kind, key in (("strategy", "strategies"), ("scenario", "scenarios")):
+        for entry in config.get(key) or []:
+            if isinstance(entry, dict) and "name" in entry:
+                found[f"{kind}/{entry['name']}"] = entry
+    return found
 
 
 def merge_results(folders: Sequence[Path]) -> tuple[dict[str, Any], pd.DataFrame, list[str]]:
     """(shared settings, merged results, notes) of several experiment folders.
 
     Raises:
-        ConfigError: fewer than one folder; settings that differ (naming the key and the two
-            folders); a run in two folders with different scores (naming the run and both).
+        ConfigError: no folder; settings that differ (naming the key, both values and both
+            folders); a strategy variant or inline scenario defined differently; a run in two
+            folders with different scores (naming the run and both); a (scenario, seed) whose
+            runs in two folders started from different old models (they would not pair); no
+            finished run at all.
     """
     if not folders:
         raise ConfigError("merge: name at least one experiment folder")
     first_config, _ = load_experiment(folders[0])
     settings = shared_settings(first_config)
-    frames, seen, notes = [], {}, []
+    definitions: dict[str, tuple[Path, Any]] = {}  # filled by the first folder naming each
+    frames, notes = [], []
+    seen: dict[tuple, tuple[Path, pd.Series]] = {}
+    teachers: dict[tuple, tuple[Path, tuple]] = {}  # (scenario, seed) -> the old model's scores
     for folder in folders:
         config, results = load_experiment(folder)
-        changed = differing_keys(settings, shared_settings(config))
-        if changed:
-            shown = ", ".join(
-                f"{key} ({_at(settings, key)!r} in {folders[0]}, "
-                f"{_at(shared_settings(config), key)!r} in {folder})"
-                for key in changed[:5]
-            )
-            raise ConfigError(
-                f"merge: {folder} was run with other settings than {folders[0]}: {shown}; "
-                "only experiments that differ in their scenarios, strategies or seeds merge"
-            )
+        _check_settings(settings, shared_settings(config), folders[0], folder)
+        for name, entry in grid_definitions(config).items():
+            first_folder, first_entry = definitions.setdefault(name, (folder, entry))
+            if differing_keys(first_entry, entry):
+                raise ConfigError(
+                    f"merge: {name} is {first_entry!r} in {first_folder} and {entry!r} in "
+                    f"{folder}; rename one of them"
+                )
+        expected = (
+            len(config.get("scenarios") or [])
+            * len(config.get("strategies") or [])
+            * len(config.get("seeds") or [])
+        )
+        if len(results) < expected:
+            notes.append(f"{folder}: {len(results)} of the {expected} runs its grid names")
         keep = []
         for index, row in results.iterrows():
             key = tuple(row[c] for c in KEY_COLUMNS)
+            _check_same_teacher(teachers, row, folder)
             if key not in seen:
                 seen[key] = (folder, row)
                 keep.append(index)
                 continue
             first_folder, first_row = seen[key]
+            where = f"twice in {folder}" if first_folder == folder else (
+                f"in {first_folder} and in {folder}"
+            )  # fmt: skip
             if not _same_scores(first_row, row):
                 raise ConfigError(
-                    f"merge: the run {_describe(key)} is in {first_folder} and in {folder} with "
-                    "different scores; merge one of them, or rename an output"
+                    f"merge: the run {_describe(key)} is {where} with different scores; merge "
+                    "one of them"
                 )
-            notes.append(
-                f"{_describe(key)}: in {first_folder} and {folder}, same scores; kept once"
-            )
+            notes.append(f"{_describe(key)}: {where}, same scores; kept once")
         frames.append(results.loc[keep])
-    merged = results_frame(pd.concat(frames, ignore_index=True).to_dict("records"))
-    return settings, merged, notes
+    if not any(len(frame) for frame in frames):
+        raise ConfigError(
+            f"merge: no finished run in {', '.join(str(f) for f in folders)} (results.csv empty)"
+        )
+    merged = pd.concat([f for f in frames if len(f)], ignore_index=True)
+    return settings, results_frame(merged.to_dict("records")), notes
+
+
+def _check_settings(a: dict[str, Any], b: dict[str, Any], first: Path, folder: Path) -> None:
+    changed = differing_keys(a, b)
+    if not changed:
+        return
+    shown = ", ".join(
+        f"{key} ({_at(a, key)!r} in {first}, {_at(b, key)!r} in {folder})" for key in changed[:5]
+    )
+    more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+    raise ConfigError(
+        f"merge: {folder} was run with other settings than {first}: {shown}{more}; only "
+        "experiments that differ in their scenarios, strategies or seeds merge"
+    )
+
+
+#: What identifies the old model a run started from, as results.csv records it.
+TEACHER_COLUMNS = ("old_model_seed", "old_model_miou", "old_model_test_miou")
+
+
+def _check_same_teacher(teachers: dict, row: pd.Series, folder: Path) -> None:
+    """Runs of one (scenario, seed) are paired because they share an old model: runs of it
+    from two folders (another machine, another cache) must show the same one."""
+    teacher = tuple(row.get(c) for c in TEACHER_COLUMNS)
+    if all(pd.isna(v) for v in teacher):
+        return
+    key = (row["scenario"], row["seed"])
+    first_folder, first = teachers.setdefault(key, (folder, teacher))
+    if first_folder != folder and not all(
+        (pd.isna(x) and pd.isna(y)) or x == y for x, y in zip(first, teacher, strict=True)
+    ):
+        shown = ", ".join(
+            f"{c} {x} vs {y}" for c, x, y in zip(TEACHER_COLUMNS, first, teacher, strict=True)
+        )
+        raise ConfigError(
+            f"merge: {row['scenario']} seed {row['seed']}: the runs in {first_folder} and in "
+            f"{folder} started from different old models ({shown}), so they do not pair by "
+            "seed; merge one of them"
+        )
 
 
 def _at(tree: dict[str, Any], dotted: str) -> Any:
     for part in dotted.split("."):
         if not isinstance(tree, dict) or part not in tree:
-            return None
+            return ABSENT
         tree = tree[part]
     return tree
 
@@ -166,9 +262,14 @@ def write_merged(out: Path, folders: Sequence[Path], overwrite: bool = False) ->
     """Merge ``folders`` into ``out``: results.csv, summary.md, comparison.png, sources.yaml.
     A folder that holds an experiment is refused unless ``overwrite`` (the previous one is then
     kept in ``out/previous``, as ``experiments.run --overwrite`` does)."""
-    resolved = [folder.resolve() for folder in folders]
-    if out.resolve() in resolved:
-        raise ConfigError(f"merge: the output {out} is one of the folders merged; write elsewhere")
+    target = out.resolve()
+    for folder in folders:
+        source = folder.resolve()
+        if source.is_relative_to(target) or target.is_relative_to(source):
+            raise ConfigError(
+                f"merge: the output {out} and the folder merged {folder} are one inside the "
+                "other (writing there could move or replace what is merged); write elsewhere"
+            )
     settings, merged, notes = merge_results(folders)
     prepare_output(OmegaConf.create({"resume": False, "overwrite": overwrite}), out)
     write_results(out, merged.to_dict("records"))
@@ -186,7 +287,7 @@ def write_merged(out: Path, folders: Sequence[Path], overwrite: bool = False) ->
     header = [
         f"Merged from {len(folders)} experiment(s) ({', '.join(str(f) for f in folders)}; "
         f"{SOURCES} lists them with their shared settings): {len(merged)} runs, "
-        f"seeds {grid['seeds']}.",
+        f"seeds {grid['seeds']}; trained on {trained_on(merged)}.",
         "",
         *[f"- {note}" for note in notes],
         *([""] if notes else []),

@@ -89,11 +89,7 @@ class OutputLock:
         raise ConfigError(f"output: cannot lock {self.path}")
 
     def _take_over_if_stale(self) -> None:
-        try:
-            pid_text, host = self.path.read_text().split()
-            pid = int(pid_text)
-        except (OSError, ValueError):
-            pid, host = -1, ""
+        pid, host = _holder(self.path)
         if host == socket.gethostname() and pid > 0 and _alive(pid):
             raise ConfigError(
                 f"output: {self.path.parent} is in use by process {pid} on {host} (an experiment "
@@ -109,6 +105,27 @@ class OutputLock:
 
     def __exit__(self, *exc: object) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def _holder(lock: Path) -> tuple[int, str]:
+    """(process id, host) written in a lock file; (-1, "") if unreadable."""
+    try:
+        pid_text, host = lock.read_text().split()
+        return int(pid_text), host
+    except (OSError, ValueError):
+        return -1, ""
+
+
+def live_lock(out: Path) -> str | None:
+    """Who holds ``out/.lock``: "process P on HOST" when a live process here or any process on
+    another machine does (an experiment running there), None when no lock or a stale one."""
+    lock = out / ".lock"
+    if not lock.exists():
+        return None
+    pid, host = _holder(lock)
+    if host == socket.gethostname() and not (pid > 0 and _alive(pid)):
+        return None
+    return f"process {pid} on {host or 'an unknown host'}"
 
 
 def _alive(pid: int) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -211,6 +212,21 @@ def write_summary(frame: pd.DataFrame, path: Path, title: str, notes: Sequence[s
     text = "\n".join(parts) + "\n"
     write_text(path, text, "the summary")
     return text
+
+
+def trained_on(frame: Any) -> str:
+    """``"cpu at bf16-mixed"``: the devices and precisions of the results' rows (a row written
+    before results recorded its precision says so; "n/a" when none recorded a device)."""
+
+    def text(value: Any) -> str:
+        return value if isinstance(value, str) else ""
+
+    found = set()
+    for row in frame.to_dict("records"):
+        device, precision = text(row.get("device")), text(row.get("precision"))
+        if device:
+            found.add(f"{device} at {precision or 'a precision not recorded'}")
+    return ", ".join(sorted(found)) or "n/a"
 
 
 def plot_comparison(frame: pd.DataFrame, path: Path) -> None:

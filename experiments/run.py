@@ -33,6 +33,7 @@ from experiments.report import (
     results_frame,
     scenario_columns,
     summary_table,
+    trained_on,
     write_summary,
 )
 from experiments.steps import (
@@ -381,21 +382,6 @@ def resumed_precision_note(
         f"resume: finished runs trained at {before}; the rest train at {sorted(now)} here "
         f"(train.precision {config.train.precision!r}); results.csv records each run's"
     )
-
-
-def trained_on(frame: Any) -> str:
-    """``"cpu at bf16-mixed"``: the devices and precisions of the results' rows (a row written
-    before results recorded its precision says so; "n/a" when none recorded a device)."""
-
-    def text(value: Any) -> str:
-        return value if isinstance(value, str) else ""
-
-    found = set()
-    for row in frame.to_dict("records"):
-        device, precision = text(row.get("device")), text(row.get("precision"))
-        if device:
-            found.add(f"{device} at {precision or 'a precision not recorded'}")
-    return ", ".join(sorted(found)) or "n/a"
 
 
 def report(frame: Any, config: DictConfig, out: Path, seconds: float) -> None:

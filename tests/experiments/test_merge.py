@@ -3,6 +3,10 @@ anything else is refused with the key, run or file named."""
 
 from __future__ import annotations
 
+import os
+import re
+import socket
+
 import pandas as pd
 import pytest
 import yaml
@@ -21,15 +25,20 @@ SETTINGS = {
 }
 
 
-def experiment(folder, seeds, hious, strategies=("candidate-sets", "plop"), **changes):
-    """A hand-made experiment folder: config.yaml and results.csv (one scenario)."""
+def experiment(folder, seeds, hious, strategies=("candidate-sets", "plop"), teacher=0.7, **changes):
+    """A hand-made experiment folder: config.yaml and results.csv (one scenario; ``teacher``:
+    the old model's mIoU its runs record)."""
     folder.mkdir(parents=True)
-    config = {**SETTINGS, "seeds": list(seeds), "strategies": list(strategies), **changes}
+    names = [s if isinstance(s, str) else s["name"] for s in strategies]
+    config = {**SETTINGS, "scenarios": ["s"], "seeds": list(seeds), "strategies": list(strategies),
+              **changes}  # fmt: skip
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
     rows = [
         {"scenario": "s", "strategy": strategy, "seed": seed, "replay": False, "miou_all": 0.6,
-         "miou_old": 0.7, "miou_new": h, "hiou": h, "iou/bag": h, "train_seconds": 10 + seed}
-        for strategy, per_seed in zip(strategies, hious, strict=True)
+         "miou_old": 0.7, "miou_new": h, "hiou": h, "iou/bag": h, "old_model_seed": seed,
+         "old_model_miou": teacher, "train_seconds": 10 + seed, "device": "cpu",
+         "precision": "32-true"}
+        for strategy, per_seed in zip(names, hious, strict=True)
         for seed, h in zip(seeds, per_seed, strict=True)
     ]  # fmt: skip
     pd.DataFrame(rows).to_csv(folder / "results.csv", index=False)
@@ -44,7 +53,7 @@ def test_seeds_run_apart_merge_into_one_paired_summary(tmp_path):
     summary = (tmp_path / "merged" / "summary.md").read_text()
     # Paired over the three seeds together: +5, +6, +4 points.
     assert "| candidate-sets | plop | 3 | +5.0 ± 1.0 (ahead) |" in summary
-    assert str(a) in summary and str(b) in summary
+    assert str(a) in summary and str(b) in summary and "trained on cpu at 32-true" in summary
     sources = yaml.safe_load((tmp_path / "merged" / "sources.yaml").read_text())
     assert sources["seeds"] == [0, 1, 2] and sources["merged"] == [str(a), str(b)]
     assert sources["settings"]["train"] == {"epochs": 6, "lr": 0.005}
@@ -52,29 +61,61 @@ def test_seeds_run_apart_merge_into_one_paired_summary(tmp_path):
     assert (tmp_path / "merged" / "comparison.png").stat().st_size > 1000
 
 
-def test_display_settings_may_differ(tmp_path):
+def test_display_settings_and_the_profile_label_may_differ(tmp_path):
     a = experiment(tmp_path / "a", [0], [[0.5], [0.4]])
     b = experiment(
-        tmp_path / "b", [1], [[0.5], [0.4]],
-        train={**SETTINGS["train"], "progress_bar": True, "progress_refresh_rate": 20},
+        tmp_path / "b", [1], [[0.5], [0.4]], profile="experiments/configs/profile/quick.yaml",
+        train={**SETTINGS["train"], "progress_bar": True, "progress_refresh_rate": 20,
+               "log_images": 0},
+        strategy_train={"joint": {"epochs": 20, "progress_bar": True}},
     )  # fmt: skip
     assert len(merge_results([a, b])[1]) == 4
 
 
 @pytest.mark.parametrize(
-    ("changes", "key"),
+    ("changes", "shown"),
     [
-        ({"train": {**SETTINGS["train"], "epochs": 20}}, "train.epochs"),
-        ({"old_model_seed": 0}, "old_model_seed"),
-        ({"profile": "full"}, "profile"),
-        ({"strategy_train": {"joint": {"epochs": 30}}}, "strategy_train.joint.epochs"),
+        ({"train": {**SETTINGS["train"], "epochs": 20}}, "train.epochs (6 in A, 20 in B)"),
+        ({"old_model_seed": 0}, "old_model_seed (None in A, 0 in B)"),
+        ({"strategy_train": {"joint": {"epochs": 30}}},
+         "strategy_train.joint.epochs (20 in A, 30 in B)"),
+        # 1 batch is not 1.0 (all of them), though 1 == 1.0 in Python.
+        ({"train": {**SETTINGS["train"], "lr": 0.005, "limit_train_batches": 1}},
+         "train.limit_train_batches ('<absent>' in A, 1 in B)"),
+        ({"train": {**SETTINGS["train"], "epochs": 6.0}}, "train.epochs (6 in A, 6.0 in B)"),
     ],
-)
-def test_other_settings_are_refused_naming_the_key_and_folders(tmp_path, changes, key):
+)  # fmt: skip
+def test_other_settings_are_refused_naming_key_values_and_folders(tmp_path, changes, shown):
     a = experiment(tmp_path / "a", [0], [[0.5], [0.4]])
     b = experiment(tmp_path / "b", [1], [[0.5], [0.4]], **changes)
-    with pytest.raises(ConfigError, match=rf"{key} \(.* in {a}, .* in {b}\)"):
+    expected = shown.replace(" in A", f" in {a}").replace(" in B", f" in {b}")
+    with pytest.raises(ConfigError, match=re.escape(expected)):
         merge_results([a, b])
+
+
+def test_a_variant_defined_differently_is_refused(tmp_path):
+    def variant(rate):
+        return {"name": "v", "strategy": "candidate-sets", "settings": {"refine_threshold": rate}}
+
+    a = experiment(tmp_path / "a", [0], [[0.5], [0.4]], strategies=["plop", variant(0.7)])
+    same = experiment(tmp_path / "same", [1], [[0.5], [0.4]], strategies=["plop", variant(0.7)])
+    assert len(merge_results([a, same])[1]) == 4
+    b = experiment(tmp_path / "b", [1], [[0.5], [0.4]], strategies=["plop", variant(0.9)])
+    shown = rf"strategy/v is .*0\.7.* in {re.escape(str(a))} and .*0\.9.* in {re.escape(str(b))};"
+    with pytest.raises(ConfigError, match=shown):
+        merge_results([a, b])
+
+
+def test_runs_of_a_seed_from_another_old_model_do_not_pair(tmp_path):
+    a = experiment(tmp_path / "a", [0], [[0.5]], strategies=["candidate-sets"], teacher=0.70)
+    b = experiment(tmp_path / "b", [0], [[0.4]], strategies=["plop"], teacher=0.73)
+    with pytest.raises(ConfigError, match=re.escape(
+        f"s seed 0: the runs in {a} and in {b} started from different old models "
+        "(old_model_seed 0 vs 0, old_model_miou 0.7 vs 0.73"
+    )):  # fmt: skip
+        merge_results([a, b])
+    c = experiment(tmp_path / "c", [0], [[0.4]], strategies=["plop"], teacher=0.70)
+    assert len(merge_results([a, c])[1]) == 2
 
 
 def test_a_run_in_two_folders_is_kept_once_if_equal_else_refused(tmp_path):
@@ -83,12 +124,33 @@ def test_a_run_in_two_folders_is_kept_once_if_equal_else_refused(tmp_path):
     _, merged, notes = merge_results([a, same])
     assert len(merged) == 4
     assert notes == [
-        f"s candidate-sets seed 1: in {a} and {same}, same scores; kept once",
-        f"s plop seed 1: in {a} and {same}, same scores; kept once",
+        f"s candidate-sets seed 1: in {a} and in {same}, same scores; kept once",
+        f"s plop seed 1: in {a} and in {same}, same scores; kept once",
     ]
     other = experiment(tmp_path / "other", [1], [[0.6], [0.55]])
-    with pytest.raises(ConfigError, match=rf"s plop seed 1 is in {a} and in {other}"):
+    with pytest.raises(ConfigError, match=re.escape(f"s plop seed 1 is in {a} and in {other}")):
         merge_results([a, other])
+    # The note reaches the summary; a run twice in one file is named so.
+    write_merged(tmp_path / "m", [a, same])
+    assert (
+        f"- s plop seed 1: in {a} and in {same}, same scores; kept once"
+        in (tmp_path / "m" / "summary.md").read_text()
+    )
+    twice = experiment(tmp_path / "twice", [1, 1], [[0.6, 0.6], [0.5, 0.5]])
+    assert (
+        merge_results([twice])[2][0]
+        == f"s candidate-sets seed 1: twice in {twice}, same scores; kept once"
+    )
+
+
+def test_seeds_read_as_floats_are_the_same_runs(tmp_path):
+    a = experiment(tmp_path / "a", [0, 1], [[0.5, 0.6], [0.4, 0.5]])
+    b = experiment(tmp_path / "b", [1], [[0.6], [0.5]])
+    frame = pd.read_csv(b / "results.csv")
+    frame.assign(seed=frame["seed"].astype(float)).to_csv(b / "results.csv", index=False)
+    _, merged, notes = merge_results([a, b])
+    assert len(merged) == 4 and merged["seed"].tolist() == [0, 1, 0, 1]
+    assert notes[0] == f"s candidate-sets seed 1: in {a} and in {b}, same scores; kept once"
 
 
 def test_bad_folders_and_outputs_are_named(tmp_path, capsys):
@@ -98,8 +160,16 @@ def test_bad_folders_and_outputs_are_named(tmp_path, capsys):
     assert f"{tmp_path / 'empty'} holds no config.yaml" in capsys.readouterr().err
     assert main([str(tmp_path / "m"), str(a), str(tmp_path / "missing")]) == 2
     assert f"{tmp_path / 'missing'} is not a folder" in capsys.readouterr().err
-    with pytest.raises(ConfigError, match="is one of the folders merged"):
+    with pytest.raises(ConfigError, match="one inside the other"):
         write_merged(a, [a])
+    # A source inside the output (its previous/, which --overwrite replaces) is refused.
+    inside = experiment(tmp_path / "m" / "previous", [1], [[0.5], [0.4]])
+    with pytest.raises(ConfigError, match=re.escape(f"folder merged {inside} are one inside")):
+        write_merged(tmp_path / "m", [a, inside], overwrite=True)
+    assert (inside / "results.csv").exists()
+    import shutil
+
+    shutil.rmtree(tmp_path / "m")
     assert main([str(tmp_path / "m"), str(a)]) == 0
     # A second merge into the same folder needs --overwrite; the first is then kept aside.
     before = (tmp_path / "m" / "sources.yaml").read_text()
@@ -109,9 +179,34 @@ def test_bad_folders_and_outputs_are_named(tmp_path, capsys):
     assert (tmp_path / "m" / "previous" / "sources.yaml").read_text() == before
 
 
+def test_running_and_empty_experiments_are_refused(tmp_path):
+    a = experiment(tmp_path / "a", [0], [[0.5], [0.4]])
+    (a / ".lock").write_text(f"{os.getpid()} {socket.gethostname()}")  # this live process
+    with pytest.raises(ConfigError, match=re.escape(f"{a} is in use by process {os.getpid()}")):
+        merge_results([a])
+    (a / ".lock").write_text(f"999999999 {socket.gethostname()}")  # a process that has ended
+    assert len(merge_results([a])[1]) == 2
+    empty = experiment(tmp_path / "empty", [0], [[0.5], [0.4]])
+    header = (empty / "results.csv").read_text().splitlines()[0]
+    (empty / "results.csv").write_text(header + "\n")  # started, nothing finished
+    with pytest.raises(ConfigError, match=re.escape(f"no finished run in {empty}")):
+        merge_results([empty])
+    _, _, notes = merge_results([a, empty])
+    assert notes == [f"{empty}: 0 of the 2 runs its grid names"]
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.yaml").write_text("train: [unclosed\n")
+    (tmp_path / "bad" / "results.csv").write_text("scenario\n")
+    with pytest.raises(
+        ConfigError, match=re.escape(f"{tmp_path / 'bad' / 'config.yaml'}: cannot read YAML")
+    ):
+        merge_results([tmp_path / "bad"])
+
+
 def test_real_experiments_merged_equal_the_experiment_of_all_seeds(tmp_path):
     """Seeds 0 and 1 run as two experiments and merged score what one experiment of both
-    seeds scores (training is deterministic on one machine)."""
+    seeds scores (training is deterministic on one machine). The three share a cache, so the
+    third reuses the first two's old models: this checks the steps and the merge, and that the
+    merge accepts what the runner writes."""
     config = {**TINY, "scenarios": ["fashion-split"], "strategies": ["candidate-sets", "mib"],
               "cache_dir": str(tmp_path / "cache")}  # fmt: skip
     path = tmp_path / "tiny.yaml"

@@ -276,7 +276,7 @@ def test_named_strategy_variants(tmp_path, config_file):
 def test_trained_on_names_devices_and_precisions():
     """summary.md's "trained on": rows without a device (or a precision, written before results
     recorded it) do not break it."""
-    from experiments.run import trained_on
+    from experiments.report import trained_on
 
     frame = pd.DataFrame({"device": ["cpu", "cpu", None], "precision": ["bf16-mixed", None, "x"]})
     assert trained_on(frame) == "cpu at a precision not recorded, cpu at bf16-mixed"
