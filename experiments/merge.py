@@ -34,6 +34,7 @@ from experiments.config import ConfigError, _load_yaml
 from experiments.outputs import live_lock, prepare_output, write_results
 from experiments.report import (
     KEY_COLUMNS,
+    _label,
     plot_comparison,
     results_frame,
     trained_on,
@@ -144,14 +145,15 @@ def merge_results(folders: Sequence[Path]) -> tuple[dict[str, Any], pd.DataFrame
     """
     if not folders:
         raise ConfigError("merge: name at least one experiment folder")
-    first_config, _ = load_experiment(folders[0])
-    settings = shared_settings(first_config)
+    settings: dict[str, Any] | None = None  # the first folder's, which the others must match
     definitions: dict[str, tuple[Path, Any]] = {}  # filled by the first folder naming each
     frames, notes = [], []
     seen: dict[tuple, tuple[Path, pd.Series]] = {}
     teachers: dict[tuple, tuple[Path, tuple]] = {}  # (scenario, seed) -> the old model's scores
     for folder in folders:
         config, results = load_experiment(folder)
+        if settings is None:
+            settings = shared_settings(config)
         _check_settings(settings, shared_settings(config), folders[0], folder)
         for name, entry in grid_definitions(config).items():
             first_folder, first_entry = definitions.setdefault(name, (folder, entry))
@@ -243,7 +245,7 @@ def _at(tree: dict[str, Any], dotted: str) -> Any:
 
 def _describe(key: tuple[Any, ...]) -> str:
     scenario, strategy, seed, replay = key
-    return f"{scenario} {strategy}{'+replay' if bool(replay) else ''} seed {seed}"
+    return f"{scenario} {_label(strategy, replay)} seed {seed}"
 
 
 def _same_scores(a: pd.Series, b: pd.Series) -> bool:
@@ -276,7 +278,7 @@ def write_merged(out: Path, folders: Sequence[Path], overwrite: bool = False) ->
     labels = zip(merged["strategy"], merged["replay"], strict=True)
     grid = {
         "scenarios": list(dict.fromkeys(merged["scenario"])),
-        "strategies": list(dict.fromkeys(f"{s}+replay" if bool(r) else s for s, r in labels)),
+        "strategies": list(dict.fromkeys(_label(s, r) for s, r in labels)),
         "seeds": sorted({int(s) for s in merged["seed"]}),
     }
     write_text(

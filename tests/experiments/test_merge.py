@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 
 import pandas as pd
@@ -167,8 +168,6 @@ def test_bad_folders_and_outputs_are_named(tmp_path, capsys):
     with pytest.raises(ConfigError, match=re.escape(f"folder merged {inside} are one inside")):
         write_merged(tmp_path / "m", [a, inside], overwrite=True)
     assert (inside / "results.csv").exists()
-    import shutil
-
     shutil.rmtree(tmp_path / "m")
     assert main([str(tmp_path / "m"), str(a)]) == 0
     # A second merge into the same folder needs --overwrite; the first is then kept aside.
