@@ -31,6 +31,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from experiments.config import ConfigError, _load_yaml
+from experiments.config_diff import comparable_settings, describe_differences, differing_keys
 from experiments.outputs import live_lock, prepare_output, write_results
 from experiments.report import (
     KEY_COLUMNS,
@@ -49,9 +50,6 @@ GRID_AND_FLAGS = frozenset({
     "wandb_artifacts", "resume", "overwrite", "jobs", "retrain_old",
     "profile",  # a label: the profile's settings are resolved into the config compared
 })  # fmt: skip
-#: Loop settings (in ``train``, ``train_old`` and each ``strategy_train`` entry) that change
-#: what is printed or sent to W&B, not what is trained.
-DISPLAY_SETTINGS = frozenset({"progress_bar", "progress_refresh_rate", "log_images"})
 #: The merge's record of its folders and shared settings (one of ``OUTPUTS``).
 SOURCES = "sources.yaml"
 
@@ -93,33 +91,7 @@ def load_experiment(folder: Path) -> tuple[dict[str, Any], pd.DataFrame]:
 
 def shared_settings(config: dict[str, Any]) -> dict[str, Any]:
     """The settings that must agree: all but the grid, the flags and the display settings."""
-
-    def loop(settings: Any) -> Any:
-        if not isinstance(settings, dict):
-            return settings
-        return {k: v for k, v in settings.items() if k not in DISPLAY_SETTINGS}
-
-    shared = {k: v for k, v in config.items() if k not in GRID_AND_FLAGS}
-    for key in ("train", "train_old"):
-        if key in shared:
-            shared[key] = loop(shared[key])
-    if isinstance(shared.get("strategy_train"), dict):
-        shared["strategy_train"] = {k: loop(v) for k, v in shared["strategy_train"].items()}
-    return shared
-
-
-#: A key one config has and the other lacks (an older config: equal to an explicit null).
-ABSENT = "<absent>"
-
-
-def differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
-    """Dotted keys at which two plain config trees differ; values of another type differ
-    (``limit_train_batches`` 1 is one batch, 1.0 all of them)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        keys = sorted(set(a) | set(b))
-        return [d for k in keys for d in differing_keys(a.get(k), b.get(k), f"{prefix}{k}.")]
-    same = type(a) is type(b) and a == b
-    return [] if same else [prefix.rstrip(".")]
+    return comparable_settings(config, GRID_AND_FLAGS)
 
 
 def grid_definitions(config: dict[str, Any]) -> dict[str, Any]:
@@ -198,16 +170,12 @@ def merge_results(folders: Sequence[Path]) -> tuple[dict[str, Any], pd.DataFrame
 
 def _check_settings(a: dict[str, Any], b: dict[str, Any], first: Path, folder: Path) -> None:
     changed = differing_keys(a, b)
-    if not changed:
-        return
-    shown = ", ".join(
-        f"{key} ({_at(a, key)!r} in {first}, {_at(b, key)!r} in {folder})" for key in changed[:5]
-    )
-    more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
-    raise ConfigError(
-        f"merge: {folder} was run with other settings than {first}: {shown}{more}; only "
-        "experiments that differ in their scenarios, strategies or seeds merge"
-    )
+    if changed:
+        raise ConfigError(
+            f"merge: {folder} was run with other settings than {first}: "
+            f"{describe_differences(a, b, changed, first, folder)}; only experiments that "
+            "differ in their scenarios, strategies or seeds merge"
+        )
 
 
 #: What identifies the old model a run started from, as results.csv records it.
@@ -233,14 +201,6 @@ def _check_same_teacher(teachers: dict, row: pd.Series, folder: Path) -> None:
             f"{folder} started from different old models ({shown}), so they do not pair by "
             "seed; merge one of them"
         )
-
-
-def _at(tree: dict[str, Any], dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(tree, dict) or part not in tree:
-            return ABSENT
-        tree = tree[part]
-    return tree
 
 
 def _describe(key: tuple[Any, ...]) -> str:

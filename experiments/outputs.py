@@ -17,6 +17,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.config import ConfigError
+from experiments.config_diff import comparable_settings, describe_differences, differing_keys
 from experiments.report import results_frame
 from incremental.io import write_atomic
 
@@ -147,16 +148,23 @@ def finished_rows(out: Path) -> list[dict[str, Any]]:
     return pd.read_csv(out / "results.csv").to_dict("records")
 
 
+#: Runner flags a resumed experiment may change: they do not change a result.
+RESUME_FLAGS = frozenset({"resume", "overwrite", "jobs", "retrain_old"})
+
+
 def check_same_config(saved: DictConfig, config: DictConfig, out: Path) -> None:
-    """A resumed experiment must be the same experiment: compare all but the flags."""
-    flags = ("resume", "overwrite", "jobs", "retrain_old")
-    old = {k: v for k, v in OmegaConf.to_container(saved, resolve=True).items() if k not in flags}
-    new = {k: v for k, v in OmegaConf.to_container(config, resolve=True).items() if k not in flags}
-    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    """A resumed experiment must be the same experiment: every setting but the runner's flags
+    and the display settings equal, with its type (``config_diff``)."""
+    old, new = (
+        comparable_settings(OmegaConf.to_container(c, resolve=True), RESUME_FLAGS)
+        for c in (saved, config)
+    )
+    changed = differing_keys(old, new)
     if changed:
+        shown = describe_differences(old, new, changed, out / "config.yaml", "this run")
         raise ConfigError(
-            f"resume: the config differs from {out / 'config.yaml'} in {changed}; resume with "
-            "the same settings, or start a new experiment with --output"
+            f"resume: the config differs from {out / 'config.yaml'}: {shown}; resume with the "
+            "same settings, or start a new experiment with --output"
         )
 
 

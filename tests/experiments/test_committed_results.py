@@ -11,7 +11,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from experiments.config import load_config
-from experiments.merge import differing_keys, load_experiment, merge_results, shared_settings
+from experiments.config_diff import differing_keys
+from experiments.merge import load_experiment, merge_results, shared_settings
 
 RESULTS = Path(__file__).parents[2] / "results"
 FOLDERS = sorted(p.parent for p in RESULTS.glob("*/*/config.yaml"))

@@ -1,0 +1,69 @@
+"""Where two experiment configs differ: one comparison for ``--resume`` and for
+``experiments.merge``.
+
+Configs are compared as plain trees (``OmegaConf.to_container``), key by key and with their
+type: ``limit_train_batches`` 1 is one batch and 1.0 all of them, so they differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+#: Loop settings (in ``train``, ``train_old`` and each ``strategy_train`` entry) that change
+#: what is printed or sent to W&B, not what is trained: they may differ.
+DISPLAY_SETTINGS = frozenset({"progress_bar", "progress_refresh_rate", "log_images"})
+#: A key one config has and the other lacks (an older config: equal to an explicit null).
+ABSENT = "<absent>"
+
+
+def comparable_settings(config: dict[str, Any], ignored: Collection[str]) -> dict[str, Any]:
+    """``config`` without the top-level keys ``ignored`` and without the display settings."""
+
+    def loop(settings: Any) -> Any:
+        if not isinstance(settings, dict):
+            return settings
+        return {k: v for k, v in settings.items() if k not in DISPLAY_SETTINGS}
+
+    kept = {k: v for k, v in config.items() if k not in ignored}
+    for key in ("train", "train_old"):
+        if key in kept:
+            kept[key] = loop(kept[key])
+    if isinstance(kept.get("strategy_train"), dict):
+        kept["strategy_train"] = {k: loop(v) for k, v in kept["strategy_train"].items()}
+    return kept
+
+
+def differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys at which two plain config trees differ; values of another type differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = sorted(set(a) | set(b))
+        return [d for k in keys for d in differing_keys(a.get(k), b.get(k), f"{prefix}{k}.")]
+    same = type(a) is type(b) and a == b
+    return [] if same else [prefix.rstrip(".")]
+
+
+def value_at(tree: Any, dotted: str) -> Any:
+    """The value at a dotted key of a plain tree, ``ABSENT`` where there is none."""
+    for part in dotted.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return ABSENT
+        tree = tree[part]
+    return tree
+
+
+def describe_differences(
+    a: dict[str, Any],
+    b: dict[str, Any],
+    keys: list[str],
+    where_a: Path | str,
+    where_b: Path | str,
+    shown: int = 5,
+) -> str:
+    """``key (value in A, value in B), ...`` for the first ``shown`` keys, for an error."""
+    text = ", ".join(
+        f"{key} ({value_at(a, key)!r} in {where_a}, {value_at(b, key)!r} in {where_b})"
+        for key in keys[:shown]
+    )
+    return text + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
