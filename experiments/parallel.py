@@ -3,17 +3,19 @@
 On a small CPU, two single-threaded processes train about twice as fast as one process with two
 threads (a small model's step barely parallelises across threads, and a loaded machine trained
 some 16x slower at the default thread count). Runs of one experiment are independent once
-their old model exists: old models first (one process per scenario and seed), then every
-(scenario, seed, strategy) chain. Each worker rebuilds the experiment from its resolved config;
-results come back to the main process, which writes them.
+their old model exists: a task may name the task it needs (a chain its old model), and starts
+as soon as that one has finished, while the other jobs go on with whatever else is ready (no
+core waits for the last old model of the grid). Each worker rebuilds the experiment from its
+resolved config; results come back to the main process, which writes them.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -38,32 +40,65 @@ def _start_worker(initializer: Callable[..., None] | None, initargs: tuple) -> N
         initializer(*initargs)
 
 
+@dataclass(frozen=True, eq=False)
+class Task:
+    """``function(*args)`` in a worker, once the task named ``after`` (if any) has finished."""
+
+    name: Hashable
+    function: Callable[..., Any]
+    args: tuple
+    after: Hashable | None = None
+
+
 def run_parallel(
-    function: Callable[..., Any],
-    units: Iterable[tuple],
+    tasks: Iterable[Task],
     jobs: int,
     initializer: Callable[..., None] | None = None,
     initargs: tuple = (),
-) -> Iterator[tuple[tuple, Any]]:
-    """``function(*unit)`` for every unit in ``jobs`` single-threaded processes; yields
-    ``(unit, result)`` as they finish (the first error stops the rest and is raised).
-    ``initializer(*initargs)`` runs once in each process before its first unit (``initargs``
-    are pickled once per process, not once per unit)."""
-    units = list(units)
+) -> Iterator[tuple[Task, Any]]:
+    """Every task in ``jobs`` single-threaded processes; yields ``(task, result)`` as they
+    finish (the first error stops the rest and is raised).
+
+    At most ``jobs`` tasks are in flight; when one finishes, the first task in the given order
+    whose ``after`` has finished starts (so the order is the priority). ``initializer(*initargs)``
+    runs once in each process before its first task (``initargs`` are pickled once per process,
+    not once per task).
+
+    Raises:
+        ValueError: a task waits for a task that is not given, or tasks wait in a cycle (they
+            would never start).
+    """
+    pending = list(tasks)
+    unknown = {t.after for t in pending if t.after is not None} - {t.name for t in pending}
+    if unknown:
+        raise ValueError(f"tasks wait for tasks that are not given: {sorted(map(str, unknown))}")
     # A worker reads OMP_NUM_THREADS when it imports torch: set before the processes start.
     previous = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = "1"
     context = multiprocessing.get_context("spawn")
+    finished: set[Hashable] = set()
+    running: dict[Future, Task] = {}
     try:
         with ProcessPoolExecutor(
             jobs, mp_context=context, initializer=_start_worker, initargs=(initializer, initargs)
         ) as pool:
-            futures = {pool.submit(function, *unit): unit for unit in units}
             try:
-                for future in as_completed(futures):
-                    yield futures[future], future.result()
+                while pending or running:
+                    ready = [t for t in pending if t.after is None or t.after in finished]
+                    for task in ready[: jobs - len(running)]:
+                        pending.remove(task)
+                        running[pool.submit(task.function, *task.args)] = task
+                    if not running:  # tasks left, none ready, none that could make them so
+                        waiting = sorted(str(t.name) for t in pending)
+                        raise ValueError(f"tasks wait for each other in a cycle: {waiting}")
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        task = running.pop(future)
+                        result = future.result()
+                        finished.add(task.name)
+                        yield task, result
             except BaseException:
-                for future in futures:
+                for future in running:
                     future.cancel()
                 raise
     finally:

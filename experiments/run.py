@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.config import ConfigError, load_config, scenario_configs
 from experiments.grid import RunKey, StrategyRun, strategy_runs
 from experiments.outputs import OutputLock, finished_rows, prepare_output, write_results
-from experiments.parallel import default_jobs, run_parallel
+from experiments.parallel import Task, default_jobs, run_parallel
 from experiments.report import (
     markdown,
     oracle_flags,
@@ -337,16 +337,26 @@ def _run(config, out, steps, configs, runs, jobs, writes, previous) -> Any:
                 log_old_model(name, seed, teacher.scores)
             else:
                 to_train.append(unit)
-        print(f"{len(to_train)} old model(s) to train, then {len(chains)} run(s), {jobs} jobs",
+        print(f"{len(to_train)} old model(s) to train, {len(chains)} run(s), {jobs} jobs",
               flush=True)  # fmt: skip
+        # Old models first; a chain starts once its own old model exists, while other jobs go on.
+        training = {(name, seed) for _, name, seed in to_train}
+        tasks = [Task(("old", u[1], u[2]), old_model_job, u) for u in to_train]
+        for chain, seed in zip(chains, old_seeds, strict=True):
+            _, name, run_seed, label, _ = chain
+            teacher = ("old", name, seed) if (name, seed) in training else None
+            tasks.append(Task(("run", name, run_seed, label), chain_job, chain, teacher))
         # The scenarios and where their drawn scenes are kept, once per worker.
         shared = (share_scenarios, (steps, scene_cache()))
-        for (_, name, seed), scores in run_parallel(old_model_job, to_train, jobs, *shared):
-            log_old_model(name, seed, scores)
-        for (_, name, seed, label, _), new_rows in run_parallel(chain_job, chains, jobs, *shared):
+        for task, result in run_parallel(tasks, jobs, *shared):
+            if task.function is old_model_job:
+                _, name, seed = task.args
+                log_old_model(name, seed, result)
+                continue
+            _, name, seed, label, _ = task.args
             for scenario in steps[name]:
                 progress(scenario.name, label, seed)
-            add(new_rows)
+            add(result)
     frame = results_frame(rows)
     if writes:
         report(frame, config, out, time.time() - started)

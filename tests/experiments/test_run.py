@@ -164,7 +164,7 @@ def test_parallel_jobs_write_every_run(tmp_path, config_file, capsys):
             "--scenarios", "fashion-new-class"]  # fmt: skip
     assert main(argv) == 0
     text = capsys.readouterr().out
-    assert "2 old model(s) to train, then 4 run(s), 2 jobs" in text
+    assert "2 old model(s) to train, 4 run(s), 2 jobs" in text
     results = pd.read_csv(out / "results.csv")
     # The grid's order (seed, then strategy), though the replaying chains started first.
     assert list(zip(results["strategy"], results["seed"], strict=True)) == [
@@ -179,7 +179,7 @@ def test_parallel_jobs_write_every_run(tmp_path, config_file, capsys):
     assert capsys.readouterr().out.count("finished before: kept") == 4
     # Cached old models are loaded by the main process; none is sent to a job.
     assert main([*argv, "--output", str(tmp_path / "again")]) == 0
-    assert "0 old model(s) to train, then 4 run(s)" in capsys.readouterr().out
+    assert "0 old model(s) to train, 4 run(s)" in capsys.readouterr().out
 
 
 def test_both_oracles_run_and_are_checked(tmp_path, config_file):
@@ -230,7 +230,7 @@ def test_parallel_retrain_old_trains_each_old_model_once(tmp_path, config_file, 
     argv = [str(config_file), "--output", str(out), "--jobs", "2", "--retrain-old",
             "--scenarios", "fashion-new-class"]  # fmt: skip
     assert main(argv) == 0
-    assert "1 old model(s) to train, then 2 run(s)" in capsys.readouterr().out
+    assert "1 old model(s) to train, 2 run(s)" in capsys.readouterr().out
     logs = out / "runs" / "fashion-new-class" / "old-model" / "seed0" / "logs"
     assert [v.name for v in logs.iterdir()] == ["version_0"]  # not again in each chain
 
