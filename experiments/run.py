@@ -38,6 +38,7 @@ from experiments.report import (
 )
 from experiments.steps import (
     expected_cost,
+    lookup_old_model,
     old_model,
     old_model_ready,
     plain,
@@ -329,23 +330,27 @@ def _run(config, out, steps, configs, runs, jobs, writes, previous) -> Any:
         units = list(
             dict.fromkeys((old_text, c[1], s) for c, s in zip(chains, old_seeds, strict=True))
         )
-        to_train = []
+        to_train: dict[tuple, tuple] = {}  # ("old", seed, cache key) -> the unit that trains it
+        training: dict[tuple, tuple] = {}  # (scenario, seed) -> the task its chains wait for
         for unit in units:  # old models already cached or shipped: loaded here, no process
             _, name, seed = unit
             if old_model_ready(config, configs[name], steps[name][0], seed):
                 teacher = old_model(config, configs[name], steps[name][0], seed, out, writes)
                 log_old_model(name, seed, teacher.scores)
-            else:
-                to_train.append(unit)
+                continue
+            # Scenarios of one step 0 (a split and its sibling-rate variants) share the cached
+            # old model: trained once, not once per scenario.
+            key = lookup_old_model(config, configs[name], steps[name][0], seed)[2]
+            training[(name, seed)] = ("old", seed, key)
+            to_train.setdefault(("old", seed, key), unit)
         print(f"{len(to_train)} old model(s) to train, {len(chains)} run(s), {jobs} jobs",
               flush=True)  # fmt: skip
         # Old models first; a chain starts once its own old model exists, while other jobs go on.
-        training = {(name, seed) for _, name, seed in to_train}
-        tasks = [Task(("old", u[1], u[2]), old_model_job, u) for u in to_train]
+        tasks = [Task(task, old_model_job, unit) for task, unit in to_train.items()]
         for chain, seed in zip(chains, old_seeds, strict=True):
             _, name, run_seed, label, _ = chain
-            teacher = ("old", name, seed) if (name, seed) in training else None
-            tasks.append(Task(("run", name, run_seed, label), chain_job, chain, teacher))
+            after = training.get((name, seed))
+            tasks.append(Task(("run", name, run_seed, label), chain_job, chain, after))
         # The scenarios and where their drawn scenes are kept, once per worker.
         shared = (share_scenarios, (steps, scene_cache()))
         for task, result in run_parallel(tasks, jobs, *shared):

@@ -182,6 +182,22 @@ def test_parallel_jobs_write_every_run(tmp_path, config_file, capsys):
     assert "0 old model(s) to train, 4 run(s)" in capsys.readouterr().out
 
 
+@pytest.mark.slow
+def test_scenarios_of_one_step_0_share_one_old_model_in_parallel(tmp_path, config_file, capsys):
+    """A split and its sibling-rate variant have the same step 0: parallel jobs train its old
+    model once (not once per scenario) and both chains start from it."""
+    out = tmp_path / "siblings"
+    argv = [str(config_file), "--output", str(out), "--jobs", "2", "--strategies", "finetune",
+            "--scenarios", "fashion-split,fashion-split-siblings01"]  # fmt: skip
+    assert main(argv) == 0
+    assert "1 old model(s) to train, 2 run(s), 2 jobs" in capsys.readouterr().out
+    trained = sorted(p.parents[2].name for p in (out / "runs").glob("*/old-model/seed0/logs"))
+    assert trained == ["fashion-split"]
+    results = pd.read_csv(out / "results.csv")
+    assert list(results["scenario"]) == ["fashion-split", "fashion-split-siblings01"]
+    assert results["old_model_miou"].nunique() == 1
+
+
 def test_both_oracles_run_and_are_checked(tmp_path, config_file):
     """The full profile's two oracles through the runner: both train (the distilled one with
     the teacher), and the summary's oracle check reads both, even on classes some of them did
