@@ -72,9 +72,10 @@ def model_file_name(scenario: str, seed: int, key: str) -> str:
 
 def find_old_model(cache_dir: str | Path, seed: int, key: str) -> Path | None:
     """The cached or shipped old model of this key (whichever scenario variant trained it),
-    if there is one."""
+    if there is one: the newest, so that a model retrained (``--retrain-old``) under another
+    variant's name is the one read."""
     for folder in (Path(cache_dir), SHIPPED_DIR):
-        found = sorted(folder.glob(f"old-*-seed{seed}-{key}.pt")) if folder.is_dir() else []
+        found = list(folder.glob(f"old-*-seed{seed}-{key}.pt")) if folder.is_dir() else []
         if found:
-            return found[0]
+            return max(found, key=lambda path: (path.stat().st_mtime_ns, path.name))
     return None

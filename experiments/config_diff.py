@@ -18,18 +18,24 @@ DISPLAY_SETTINGS = frozenset({"progress_bar", "progress_refresh_rate", "log_imag
 ABSENT = "<absent>"
 
 
-def comparable_settings(config: dict[str, Any], ignored: Collection[str]) -> dict[str, Any]:
-    """``config`` without the top-level keys ``ignored`` and without the display settings."""
+def comparable_settings(
+    config: dict[str, Any],
+    ignored: Collection[str],
+    old_model_display: Collection[str] = DISPLAY_SETTINGS,
+) -> dict[str, Any]:
+    """``config`` without the top-level keys ``ignored`` and without the display settings
+    (in ``train_old`` only those of ``old_model_display``)."""
 
-    def loop(settings: Any) -> Any:
+    def loop(settings: Any, display: Collection[str] = DISPLAY_SETTINGS) -> Any:
         if not isinstance(settings, dict):
             return settings
-        return {k: v for k, v in settings.items() if k not in DISPLAY_SETTINGS}
+        return {k: v for k, v in settings.items() if k not in display}
 
     kept = {k: v for k, v in config.items() if k not in ignored}
-    for key in ("train", "train_old"):
-        if key in kept:
-            kept[key] = loop(kept[key])
+    if "train" in kept:
+        kept["train"] = loop(kept["train"])
+    if "train_old" in kept:
+        kept["train_old"] = loop(kept["train_old"], old_model_display)
     if isinstance(kept.get("strategy_train"), dict):
         kept["strategy_train"] = {k: loop(v) for k, v in kept["strategy_train"].items()}
     return kept
@@ -40,6 +46,9 @@ def differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         keys = sorted(set(a) | set(b))
         return [d for k in keys for d in differing_keys(a.get(k), b.get(k), f"{prefix}{k}.")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):  # [2] is not [2.0]
+        pairs = enumerate(zip(a, b, strict=True))
+        return [d for i, (x, y) in pairs for d in differing_keys(x, y, f"{prefix}{i}.")]
     same = type(a) is type(b) and a == b
     return [] if same else [prefix.rstrip(".")]
 

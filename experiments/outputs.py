@@ -155,8 +155,10 @@ RESUME_FLAGS = frozenset({"resume", "overwrite", "jobs", "retrain_old"})
 def check_same_config(saved: DictConfig, config: DictConfig, out: Path) -> None:
     """A resumed experiment must be the same experiment: every setting but the runner's flags
     and the display settings equal, with its type (``config_diff``)."""
+    # train_old's other display settings are part of the old model's cache key
+    # (experiments.cache.NON_SEMANTIC): changed, the resume would train the old model again.
     old, new = (
-        comparable_settings(OmegaConf.to_container(c, resolve=True), RESUME_FLAGS)
+        comparable_settings(OmegaConf.to_container(c, resolve=True), RESUME_FLAGS, {"progress_bar"})
         for c in (saved, config)
     )
     changed = differing_keys(old, new)

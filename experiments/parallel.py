@@ -92,11 +92,14 @@ def run_parallel(
                         waiting = sorted(str(t.name) for t in pending)
                         raise ValueError(f"tasks wait for each other in a cycle: {waiting}")
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
-                    for future in done:
+                    failed = [f for f in done if f.exception() is not None]
+                    for future in done:  # the finished ones first, even beside a failure
                         task = running.pop(future)
-                        result = future.result()
-                        finished.add(task.name)
-                        yield task, result
+                        if future not in failed:
+                            finished.add(task.name)
+                            yield task, future.result()
+                    if failed:
+                        failed[0].result()  # raises the task's error
             except BaseException:
                 for future in running:
                     future.cancel()

@@ -12,6 +12,7 @@ With no argument: the embedded default, both Fashion-scenes cases, quick profile
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -353,15 +354,17 @@ def _run(config, out, steps, configs, runs, jobs, writes, previous) -> Any:
             tasks.append(Task(("run", name, run_seed, label), chain_job, chain, after))
         # The scenarios and where their drawn scenes are kept, once per worker.
         shared = (share_scenarios, (steps, scene_cache()))
-        for task, result in run_parallel(tasks, jobs, *shared):
-            if task.function is old_model_job:
-                _, name, seed = task.args
-                log_old_model(name, seed, result)
-                continue
-            _, name, seed, label, _ = task.args
-            for scenario in steps[name]:
-                progress(scenario.name, label, seed)
-            add(result)
+        # closing: an error here (a full disk) stops the pool before the output lock is freed.
+        with contextlib.closing(run_parallel(tasks, jobs, *shared)) as finishing:
+            for task, result in finishing:
+                if task.function is old_model_job:
+                    _, name, seed = task.args
+                    log_old_model(name, seed, result)
+                    continue
+                _, name, seed, label, _ = task.args
+                for scenario in steps[name]:
+                    progress(scenario.name, label, seed)
+                add(result)
     frame = results_frame(rows)
     if writes:
         report(frame, config, out, time.time() - started)

@@ -11,9 +11,15 @@ import pytest
 from experiments.parallel import Task, run_parallel
 
 
-def train_old_model(marker: str, seconds: float) -> str:
-    """Stands for an old model: slow, and leaves a file that its runs need."""
-    time.sleep(seconds)
+def train_old_model(marker: str, beside: str | None = None) -> str:
+    """Stands for an old model: leaves a file that its runs need. With ``beside``, it first
+    waits (up to a minute) for that file, which only a task running at the same time writes."""
+    if beside is not None:
+        waited = time.monotonic()
+        while not Path(beside).exists():
+            if time.monotonic() - waited > 60:
+                raise RuntimeError("no other task ran while the old model trained")
+            time.sleep(0.05)
     Path(marker).write_text("trained")
     return "old"
 
@@ -25,21 +31,23 @@ def run_on_old_model(marker: str) -> str:
     return "needs the old model"
 
 
-def independent_run() -> str:
+def independent_run(leaves: str | None = None) -> str:
+    if leaves is not None:
+        Path(leaves).write_text("ran")
     return "independent"
 
 
 @pytest.mark.slow
 def test_a_run_waits_for_its_old_model_while_the_other_job_goes_on(tmp_path):
-    marker = str(tmp_path / "old-model")
+    marker, beside = str(tmp_path / "old-model"), str(tmp_path / "free-ran")
     tasks = [
-        Task("old", train_old_model, (marker, 5.0)),
+        Task("old", train_old_model, (marker, beside)),  # finishes only once `free` has run
         Task("needs", run_on_old_model, (marker,), after="old"),  # before `free` in priority
-        Task("free", independent_run, ()),
+        Task("free", independent_run, (beside,)),
     ]
+    # The second job runs `free` while `old` trains (a phase barrier would make `old` wait for
+    # it in vain and fail); `needs` starts only after `old` (else it raises).
     order = [task.name for task, _ in run_parallel(tasks, jobs=2)]
-    # The second job runs `free` while `old` trains (a phase barrier would finish `old` first);
-    # `needs` starts only after `old` (else it raises).
     assert order == ["free", "old", "needs"]
 
 
@@ -47,7 +55,7 @@ def test_a_run_waits_for_its_old_model_while_the_other_job_goes_on(tmp_path):
 def test_one_job_runs_tasks_in_priority_order_as_they_become_ready(tmp_path):
     marker = str(tmp_path / "old-model")
     tasks = [
-        Task("old", train_old_model, (marker, 0.0)),
+        Task("old", train_old_model, (marker,)),
         Task("free", independent_run, ()),
         Task("needs", run_on_old_model, (marker,), after="old"),
     ]
@@ -61,3 +69,22 @@ def test_a_task_that_could_never_start_is_refused():
     cycle = [Task("a", independent_run, (), after="b"), Task("b", independent_run, (), after="a")]
     with pytest.raises(ValueError, match="cycle"):
         list(run_parallel(cycle, jobs=2))
+
+
+def failing_run() -> str:
+    raise RuntimeError("this run failed")
+
+
+@pytest.mark.slow
+def test_a_failure_is_raised_after_the_runs_that_finished_beside_it(tmp_path):
+    tasks = [Task("fails", failing_run, ()), Task("free", independent_run, ())]
+    seen = []
+    with pytest.raises(RuntimeError, match="this run failed"):
+        for task, _ in run_parallel(tasks, jobs=1):
+            seen.append(task.name)
+    assert seen == []  # one job: `fails` ran first and stopped the rest
+    tasks = [Task("free", independent_run, ()), Task("fails", failing_run, ())]
+    with pytest.raises(RuntimeError, match="this run failed"):
+        for task, _ in run_parallel(tasks, jobs=1):
+            seen.append(task.name)
+    assert seen == ["free"]

@@ -120,6 +120,10 @@ def test_resume_keeps_finished_runs_and_checks_the_config(tmp_path, config_file,
     quiet = ["--set", "train.progress_bar=false", "--set", "train_old.progress_bar=false"]
     assert main([str(config_file), "--output", str(out), "--resume", *fast, *quiet]) == 0
     assert (out / "results.csv").read_text() == before
+    # train_old's image logging is part of the old model's cache key: refused, not retrained.
+    images = ["--set", "train_old.log_images=0"]
+    assert main([str(config_file), "--output", str(out), "--resume", *fast, *quiet, *images]) == 2
+    assert "train_old.log_images" in capsys.readouterr().err
     # A different config is another experiment: refused, naming the key and both values.
     assert main([str(config_file), "--output", str(out), "--resume"]) == 2
     err = capsys.readouterr().err

@@ -4,6 +4,7 @@ file records exactly the config that ``python -m experiments.ship_old_models`` t
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -50,3 +51,14 @@ def test_recorded_test_scene_scores_are_what_the_model_scores_now(path):
         if key.startswith(("miou", "iou/")):
             expected = pytest.approx(value, abs=1e-3, nan_ok=True)
             assert recorded[f"test_scenes/{key}"] == expected, key
+
+
+def test_the_newest_cached_old_model_of_a_key_is_read(tmp_path):
+    """Variants of one step 0 share a key; after --retrain-old under one variant's name, its
+    file (the newest) is read, not another variant's older one."""
+    older, newer = tmp_path / "old-a-seed0-k.pt", tmp_path / "old-b-seed0-k.pt"
+    newer.write_bytes(b"new")
+    older.write_bytes(b"old")
+    os.utime(older, ns=(1_000_000_000, 1_000_000_000))
+    assert find_old_model(tmp_path, 0, "k") == newer
+    assert find_old_model(tmp_path, 1, "k") is None
