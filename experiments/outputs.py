@@ -16,8 +16,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.cache import NON_SEMANTIC
 from experiments.config import ConfigError
-from experiments.config_diff import comparable_settings, describe_differences, differing_keys
+from experiments.config_diff import (
+    DISPLAY_SETTINGS,
+    comparable_settings,
+    describe_differences,
+    differing_keys,
+)
 from experiments.report import results_frame
 from incremental.io import write_atomic
 
@@ -150,16 +156,17 @@ def finished_rows(out: Path) -> list[dict[str, Any]]:
 
 #: Runner flags a resumed experiment may change: they do not change a result.
 RESUME_FLAGS = frozenset({"resume", "overwrite", "jobs", "retrain_old"})
+#: The display settings of ``train_old`` a resume may change: those the old model's cache key
+#: ignores (the others changed, the resume would train the old model again).
+OLD_MODEL_DISPLAY = DISPLAY_SETTINGS.intersection(NON_SEMANTIC)
 
 
 def check_same_config(saved: DictConfig, config: DictConfig, out: Path) -> None:
     """A resumed experiment must be the same experiment: every setting but the runner's flags
     and the display settings equal, with its type (``config_diff``)."""
-    # train_old's other display settings are part of the old model's cache key
-    # (experiments.cache.NON_SEMANTIC): changed, the resume would train the old model again.
     old, new = (
-        comparable_settings(OmegaConf.to_container(c, resolve=True), RESUME_FLAGS, {"progress_bar"})
-        for c in (saved, config)
+        comparable_settings(plain, RESUME_FLAGS, OLD_MODEL_DISPLAY)
+        for plain in (OmegaConf.to_container(c, resolve=True) for c in (saved, config))
     )
     changed = differing_keys(old, new)
     if changed:
