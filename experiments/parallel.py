@@ -57,7 +57,8 @@ def run_parallel(
     initargs: tuple = (),
 ) -> Iterator[tuple[Task, Any]]:
     """Every task in ``jobs`` single-threaded processes; yields ``(task, result)`` as they
-    finish (the first error stops the rest and is raised).
+    finish. The first error stops new tasks from starting; the tasks already running beside it
+    finish and are yielded (their work is kept), then the error is raised.
 
     At most ``jobs`` tasks are in flight; when one finishes, the first task in the given order
     whose ``after`` has finished starts (so the order is the priority). ``initializer(*initargs)``
@@ -83,23 +84,28 @@ def run_parallel(
             jobs, mp_context=context, initializer=_start_worker, initargs=(initializer, initargs)
         ) as pool:
             try:
-                while pending or running:
+                first_failure: Future | None = None
+                while (pending and first_failure is None) or running:
                     ready = [t for t in pending if t.after is None or t.after in finished]
-                    for task in ready[: jobs - len(running)]:
-                        pending.remove(task)
-                        running[pool.submit(task.function, *task.args)] = task
+                    if first_failure is None:  # after a failure, nothing new starts
+                        for task in ready[: jobs - len(running)]:
+                            pending.remove(task)
+                            running[pool.submit(task.function, *task.args)] = task
                     if not running:  # tasks left, none ready, none that could make them so
                         waiting = sorted(str(t.name) for t in pending)
                         raise ValueError(f"tasks wait for each other in a cycle: {waiting}")
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
-                    failed = [f for f in done if f.exception() is not None]
                     for future in done:  # the finished ones first, even beside a failure
                         task = running.pop(future)
-                        if future not in failed:
+                        if future.exception() is None:
                             finished.add(task.name)
                             yield task, future.result()
-                    if failed:
-                        failed[0].result()  # raises the task's error
+                        elif first_failure is None:
+                            first_failure = future
+                # The runs in flight at a failure were let finish and yielded (their work is
+                # kept: a resume skips them); the first error is raised now.
+                if first_failure is not None:
+                    first_failure.result()
             except BaseException:
                 for future in running:
                     future.cancel()

@@ -89,3 +89,25 @@ def test_a_failure_stops_the_rest_after_the_runs_finished_before_it():
         for task, _ in run_parallel(tasks, jobs=1):
             seen.append(task.name)
     assert seen == ["free"]
+
+
+def failing_run_that_leaves(marker: str) -> str:
+    Path(marker).write_text("failed")
+    raise RuntimeError("this run failed")
+
+
+@pytest.mark.slow
+def test_a_run_in_flight_at_a_failure_finishes_and_is_kept(tmp_path):
+    failed, later = str(tmp_path / "failed"), str(tmp_path / "later-ran")
+    tasks = [
+        # Finishes only once `fails` has failed: it is in flight at the failure.
+        Task("beside", train_old_model, (str(tmp_path / "beside-done"), failed)),
+        Task("fails", failing_run_that_leaves, (failed,)),
+        Task("later", independent_run, (later,)),  # not started before the failure
+    ]
+    seen = []
+    with pytest.raises(RuntimeError, match="this run failed"):
+        for task, _ in run_parallel(tasks, jobs=2):
+            seen.append(task.name)
+    assert seen == ["beside"]  # its work is yielded (the runner writes it), not dropped
+    assert not Path(later).exists()  # nothing new starts after a failure
