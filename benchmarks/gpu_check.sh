@@ -6,12 +6,14 @@
 #   3. the paper-scale training-step benchmark: DeepLabV3-ResNet101, 512x512, batch 24, fp32 (TF32)
 #      and bf16-mixed, candidate sets (Lightning) against plain cross-entropy fine-tuning.
 #
-# From the repository root: bash benchmarks/gpu_check.sh [OUT_DIR]
+# Usage: bash benchmarks/gpu_check.sh [OUT_DIR]   (default $OUT, else outputs/gpu-check in the
+# repository; a relative OUT_DIR or $OUT is taken from the current folder)
 # Where the GPU image lacks packages, fetch their wheels first (../shared/tools/device_wheels.sh
 # writes .whl/); this script installs .whl/*.whl into /tmp/site when the folder is there.
 set -uo pipefail
-cd "$(dirname "$0")/.."
-out=${1:-${OUT:-outputs/gpu-check}}
+here=$PWD
+cd "$(dirname "$0")/.." || exit 1
+if [ -n "${1:-${OUT:-}}" ]; then out=$(cd "$here" && realpath -m "${1:-$OUT}"); else out=outputs/gpu-check; fi
 mkdir -p "$out"
 if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
