@@ -75,6 +75,21 @@ def old_model_ready(config: DictConfig, scenario_cfg: dict, scenario: Scenario, 
     return lookup_old_model(config, scenario_cfg, scenario, seed)[3] is not None
 
 
+def resume_checkpoint(config: DictConfig, directory: Path) -> str | None:
+    """With ``--resume``, the last checkpoint a killed run left in ``directory`` (said so);
+    None otherwise. The newest ``last*.ckpt``: a run that was started again from scratch
+    (an old model before old models resumed) writes ``last-v1.ckpt`` beside the first one."""
+    if not config.resume:
+        return None
+    found = sorted(
+        (directory / "checkpoints").glob("last*.ckpt"), key=lambda p: p.stat().st_mtime_ns
+    )
+    if not found:
+        return None
+    print(f"  resuming from {found[-1]}", flush=True)
+    return str(found[-1])
+
+
 def old_model(
     config: DictConfig,
     scenario_cfg: dict,
@@ -113,7 +128,13 @@ def old_model(
         job_type="old-model",
     )
     result = train_old_model(
-        scenario, plain(config.model), TrainConfig(**train), seed, directory, loggers
+        scenario,
+        plain(config.model),
+        TrainConfig(**train),
+        seed,
+        directory,
+        loggers,
+        resume_from=resume_checkpoint(config, directory),
     )
     finish(loggers)
     result.metadata["id"] = key
@@ -173,10 +194,6 @@ def strategy_step(
         job_type="step",
     )
     started = time.time()
-    last = directory / "checkpoints" / "last.ckpt"
-    resume = config.resume and last.is_file()
-    if resume:
-        print(f"  resuming from {last}", flush=True)
     result = train_step(
         scenario,
         start_model,
@@ -186,7 +203,7 @@ def strategy_step(
         seed,
         directory,
         loggers,
-        resume_from=str(last) if resume else None,
+        resume_from=resume_checkpoint(config, directory),
     )
     finish(loggers)
     if writes:

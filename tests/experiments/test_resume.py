@@ -1,5 +1,6 @@
-"""Killed runs resume: a step-1 run SIGKILLed mid-epoch continues from its last checkpoint and
-ends with the metrics of an uninterrupted run; output folders are never reused silently."""
+"""Killed runs resume: a step-1 run or an old model SIGKILLed mid-epoch continues from its last
+checkpoint and ends with the metrics of an uninterrupted run; output folders are never reused
+silently."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from omegaconf import OmegaConf
 
 from experiments.run import main
+from experiments.steps import resume_checkpoint
 
 #: 8 steps per epoch (32 draws / batch 4), 3 epochs; the kill comes at step 12, mid-epoch 1,
 #: after epoch 0's checkpoint.
@@ -41,7 +44,8 @@ CONFIG = {
     },
 }
 
-#: Runs the experiment and SIGKILLs itself at a global step of step-1 training.
+#: Runs the experiment and SIGKILLs itself at a global step of step-1 training (argv[4]
+#: "step") or of the old model's training ("old").
 KILLER = textwrap.dedent(
     """
     import os, signal, sys
@@ -51,7 +55,8 @@ KILLER = textwrap.dedent(
 
     class KillAt(L.Callback):
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
-            if module.teacher is not None and trainer.global_step == int(sys.argv[3]):
+            old_model = module.teacher is None
+            if old_model == (sys.argv[4] == "old") and trainer.global_step == int(sys.argv[3]):
                 os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no flush: a real crash
 
     make_trainer = trainers.make_trainer
@@ -73,22 +78,27 @@ def config_file(tmp_path):
     return path
 
 
-@pytest.mark.slow
-def test_sigkilled_run_resumes_to_the_same_metrics(tmp_path, config_file, capsys):
-    killed = tmp_path / "killed"
+def run_killed(tmp_path, config_file, killed, step: int, phase: str) -> None:
+    """The experiment in another process, SIGKILLed at ``step`` of ``phase`` ("step"/"old")."""
     script = tmp_path / "killer.py"
     script.write_text(KILLER)
     # The same thread count as this process: CPU kernels' summation order depends on it.
     threads = str(torch.get_num_threads())
     env = {**os.environ, "PYTHONPATH": os.getcwd(), "OMP_NUM_THREADS": threads}
     process = subprocess.run(
-        [sys.executable, str(script), str(config_file), str(killed), str(KILL_AT_STEP)],
+        [sys.executable, str(script), str(config_file), str(killed), str(step), phase],
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert process.returncode == -9, process.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_sigkilled_run_resumes_to_the_same_metrics(tmp_path, config_file, capsys):
+    killed = tmp_path / "killed"
+    run_killed(tmp_path, config_file, killed, KILL_AT_STEP, "step")
     checkpoints = killed / "runs" / "fashion-new-class" / "candidate-sets" / "seed0" / "checkpoints"
     last = torch.load(checkpoints / "last.ckpt", weights_only=True)
     assert last["global_step"] == STEPS_PER_EPOCH  # epoch 0 done, epoch 1 was cut
@@ -105,6 +115,37 @@ def test_sigkilled_run_resumes_to_the_same_metrics(tmp_path, config_file, capsys
     metrics = [c for c in straight if c.startswith(("miou", "iou/", "hiou"))]
     # CPU, deterministic algorithms, per-draw augmentation seeds: equal to float precision.
     pd.testing.assert_frame_equal(resumed[metrics], straight[metrics], atol=1e-6, rtol=0)
+
+
+@pytest.mark.slow
+def test_an_old_model_killed_while_training_resumes_to_the_same_model(tmp_path, capsys):
+    # Step 0 of 3 epochs x 2 batches, killed at step 3 (mid-epoch 1, after epoch 0's
+    # checkpoint); a one-batch step 1 shows the old model through the step's scores.
+    config = {
+        **CONFIG,
+        "cache_dir": str(tmp_path / "cache"),
+        "train_old": {**CONFIG["train_old"], "epochs": 3, "deterministic": True},
+        "train": {**CONFIG["train"], "epochs": 1, "limit_train_batches": 1},
+    }
+    config_file = tmp_path / "resume-old.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    killed = tmp_path / "killed"
+    run_killed(tmp_path, config_file, killed, 3, "old")
+    checkpoints = killed / "runs" / "fashion-new-class" / "old-model" / "seed0" / "checkpoints"
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 2
+    assert not list((tmp_path / "cache").glob("old-*.pt"))  # not finished: not cached
+
+    assert main([str(config_file), "--output", str(killed), "--resume"]) == 0
+    assert f"resuming from {checkpoints / 'last.ckpt'}" in capsys.readouterr().out
+    straight = tmp_path / "straight"
+    cache = f"cache_dir={tmp_path / 'straight-cache'}"  # its own old model, trained straight
+    assert main([str(config_file), "--output", str(straight), "--set", cache]) == 0
+    resumed, straight = (pd.read_csv(d / "results.csv") for d in (killed, straight))
+    metrics = [c for c in straight if c.startswith(("miou", "iou/", "hiou"))]
+    pd.testing.assert_frame_equal(resumed[metrics], straight[metrics], atol=1e-6, rtol=0)
+    (cached,) = (tmp_path / "cache").glob("old-*.pt")
+    (trained_straight,) = (tmp_path / "straight-cache").glob("old-*.pt")
+    assert cached.name == trained_straight.name  # one cache key: the same settings
 
 
 def test_resume_keeps_finished_runs_and_checks_the_config(tmp_path, config_file, capsys):
@@ -144,3 +185,15 @@ def test_overwrite_replaces_the_whole_experiment(tmp_path, config_file):
     stale.write_text("from an older run")
     assert main([str(config_file), "--output", str(out), "--overwrite", *fast]) == 0
     assert not stale.exists() and (out / "results.csv").exists()
+
+
+def test_resume_reads_the_newest_last_checkpoint(tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    (checkpoints / "last.ckpt").write_bytes(b"first attempt")
+    newer = checkpoints / "last-v1.ckpt"  # a run started again from scratch beside it
+    newer.write_bytes(b"second attempt")
+    os.utime(checkpoints / "last.ckpt", ns=(1, 1))
+    assert resume_checkpoint(OmegaConf.create({"resume": True}), tmp_path) == str(newer)
+    assert resume_checkpoint(OmegaConf.create({"resume": False}), tmp_path) is None
+    assert resume_checkpoint(OmegaConf.create({"resume": True}), tmp_path / "none") is None
