@@ -7,6 +7,7 @@ type: ``limit_train_batches`` 1 is one batch and 1.0 all of them, so they differ
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -42,14 +43,17 @@ def comparable_settings(
 
 
 def differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
-    """Dotted keys at which two plain config trees differ; values of another type differ."""
+    """Dotted keys at which two plain config trees differ; values of another type differ (a
+    NaN equals a NaN: a YAML ``.nan`` read twice is the same setting)."""
     if isinstance(a, dict) and isinstance(b, dict):
         keys = sorted(set(a) | set(b))
         return [d for k in keys for d in differing_keys(a.get(k), b.get(k), f"{prefix}{k}.")]
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):  # [2] is not [2.0]
         pairs = enumerate(zip(a, b, strict=True))
         return [d for i, (x, y) in pairs for d in differing_keys(x, y, f"{prefix}{i}.")]
-    same = type(a) is type(b) and a == b
+    same = type(a) is type(b) and (
+        a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b))
+    )
     return [] if same else [prefix.rstrip(".")]
 
 

@@ -1,0 +1,26 @@
+"""Where two configs differ (``experiments.config_diff``): by key, by type, nested in lists."""
+
+from __future__ import annotations
+
+from experiments.config_diff import ABSENT, differing_keys, value_at
+
+
+def test_values_of_another_type_differ_and_equal_trees_do_not():
+    a = {"train": {"limit_train_batches": 2, "lr": 0.01}, "seeds": [0, 1]}
+    assert (
+        differing_keys(a, {"train": {"limit_train_batches": 2, "lr": 0.01}, "seeds": [0, 1]}) == []
+    )
+    b = {"train": {"limit_train_batches": 2.0, "lr": 0.01}, "seeds": [0, 1.0]}
+    assert differing_keys(a, b) == ["seeds.1", "train.limit_train_batches"]
+
+
+def test_a_missing_key_and_a_list_of_another_length_are_named():
+    a = {"train": {"epochs": 3}, "seeds": [0]}
+    b = {"train": {}, "seeds": [0, 1]}
+    assert differing_keys(a, b) == ["seeds", "train.epochs"]
+    assert value_at(b, "train.epochs") == ABSENT
+
+
+def test_a_nan_setting_equals_itself():
+    assert differing_keys({"clip": float("nan")}, {"clip": float("nan")}) == []
+    assert differing_keys({"clip": float("nan")}, {"clip": 1.0}) == ["clip"]
