@@ -154,8 +154,9 @@ def finished_rows(out: Path) -> list[dict[str, Any]]:
     return pd.read_csv(out / "results.csv").to_dict("records")
 
 
-#: Runner flags a resumed experiment may change: they do not change a result.
-RESUME_FLAGS = frozenset({"resume", "overwrite", "jobs", "retrain_old"})
+#: Runner flags a resumed experiment may change, and where its folder is (moved, copied to
+#: another machine, or named by another path): they do not change a result.
+RESUME_FLAGS = frozenset({"resume", "overwrite", "jobs", "retrain_old", "output"})
 #: The display settings of ``train_old`` a resume may change: those the old model's cache key
 #: ignores (the others changed, the resume would train the old model again).
 OLD_MODEL_DISPLAY = DISPLAY_SETTINGS.intersection(NON_SEMANTIC)

@@ -11,12 +11,16 @@ resolved config; results come back to the main process, which writes them.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def default_jobs(accelerator: str, multi_device: bool) -> int:
@@ -84,7 +88,7 @@ def run_parallel(
             jobs, mp_context=context, initializer=_start_worker, initargs=(initializer, initargs)
         ) as pool:
             try:
-                first_failure: Future | None = None
+                first_failure: BaseException | None = None
                 while (pending and first_failure is None) or running:
                     ready = [t for t in pending if t.after is None or t.after in finished]
                     if first_failure is None:  # after a failure, nothing new starts
@@ -95,18 +99,27 @@ def run_parallel(
                         waiting = sorted(str(t.name) for t in pending)
                         raise ValueError(f"tasks wait for each other in a cycle: {waiting}")
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
-                    for future in done:  # the finished ones first, even beside a failure
+                    failed = [f for f in done if f.exception() is not None]
+                    if failed and first_failure is None:
+                        in_flight = [str(t.name) for t in running.values()]
+                        first_failure = failure(failed[0].exception(), in_flight)
+                    for future in failed:  # said at once: the tasks beside may take long
                         task = running.pop(future)
-                        if future.exception() is None:
-                            finished.add(task.name)
-                            yield task, future.result()
-                        elif first_failure is None:
-                            first_failure = future
-                # The runs in flight at a failure were let finish and yielded (their work is
+                        log.error(
+                            "%s failed: %s; %d task(s) in flight finish, no new one starts",
+                            task.name, future.exception(), len(running),
+                        )  # fmt: skip
+                    for future in done - set(failed):
+                        task = running.pop(future)
+                        finished.add(task.name)
+                        yield task, future.result()
+                # The tasks in flight at a failure were let finish and yielded (their work is
                 # kept: a resume skips them); the first error is raised now.
                 if first_failure is not None:
-                    first_failure.result()
-            except BaseException:
+                    raise first_failure
+            except BaseException as error:
+                if first_failure is not None and error is not first_failure:  # not lost
+                    log.error("stopped while tasks ran after a failure: %s", first_failure)
                 for future in running:
                     future.cancel()
                 raise
@@ -115,3 +128,17 @@ def run_parallel(
             os.environ.pop("OMP_NUM_THREADS", None)
         else:
             os.environ["OMP_NUM_THREADS"] = previous
+
+
+def failure(error: BaseException, in_flight: list[str]) -> BaseException:
+    """The error to raise for the first failed task: its own or, when a worker process died
+    (killed for memory or by a signal: every task in flight then fails alike, and the pool's
+    error names none), one that names the tasks that were in flight."""
+    if not isinstance(error, BrokenProcessPool):
+        return error
+    named = RuntimeError(
+        f"a worker process died (killed for memory or by a signal?) while these tasks ran: "
+        f"{in_flight}; their work is lost"
+    )
+    named.__cause__ = error
+    return named

@@ -15,6 +15,7 @@ from experiments.cache import cache_key, cache_payload, find_old_model, model_fi
 from experiments.grid import StrategyRun
 from experiments.outputs import model_path, run_dir
 from experiments.tracking import finish, make_loggers
+from incremental.checkpoint_io import checkpoint_state, relocate_checkpoint
 from incremental.data.scenario import Scenario
 from incremental.models import load_model_file, save_model_file
 from incremental.workflow import StepResult, TrainConfig, train_old_model, train_step
@@ -75,19 +76,33 @@ def old_model_ready(config: DictConfig, scenario_cfg: dict, scenario: Scenario, 
     return lookup_old_model(config, scenario_cfg, scenario, seed)[3] is not None
 
 
-def resume_checkpoint(config: DictConfig, directory: Path) -> str | None:
+def resume_checkpoint(config: DictConfig, directory: Path, tag: str | None = None) -> str | None:
     """With ``--resume``, the last checkpoint a killed run left in ``directory`` (said so);
-    None otherwise. The newest ``last*.ckpt``: a run that was started again from scratch
-    (an old model before old models resumed) writes ``last-v1.ckpt`` beside the first one."""
+    None otherwise.
+
+    Of several ``last*.ckpt`` (a run started again from scratch writes ``last-v1.ckpt`` beside
+    the first), the one furthest on; with ``tag``, only checkpoints written with that
+    :class:`~incremental.checkpoint_io.CheckpointTag` (an old model's cache key: a checkpoint
+    of other settings left in the folder is not resumed, and said so). A checkpoint whose
+    folder was moved has its records pointed at the new folder first.
+    """
     if not config.resume:
         return None
-    found = sorted(
-        (directory / "checkpoints").glob("last*.ckpt"), key=lambda p: p.stat().st_mtime_ns
-    )
+    found = []
+    for path in sorted((directory / "checkpoints").glob("last*.ckpt")):
+        found_tag, step = checkpoint_state(path)
+        if tag is not None and found_tag != tag:
+            print(f"  not resuming {path}: written under other settings", flush=True)
+            continue
+        found.append((step, path))
     if not found:
         return None
-    print(f"  resuming from {found[-1]}", flush=True)
-    return str(found[-1])
+    _, last = max(found)
+    moved_from = relocate_checkpoint(last)
+    if moved_from is not None:
+        print(f"  {last}: written in {moved_from}; its records now name this folder", flush=True)
+    print(f"  resuming from {last}", flush=True)
+    return str(last)
 
 
 def old_model(
@@ -134,7 +149,10 @@ def old_model(
         seed,
         directory,
         loggers,
-        resume_from=resume_checkpoint(config, directory),
+        # --retrain-old trains from the first epoch: a finished run's checkpoint carries the
+        # same key and would only be tested again.
+        resume_from=None if config.retrain_old else resume_checkpoint(config, directory, key),
+        checkpoint_tag=key,
     )
     finish(loggers)
     result.metadata["id"] = key

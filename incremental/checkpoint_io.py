@@ -7,15 +7,21 @@
 - loading (``fit(ckpt_path=...)``, testing on the best checkpoint) always uses
   ``weights_only=True``: a checkpoint holding pickled objects (possibly code) is refused with an
   error naming the file, instead of being executed.
+
+For resuming: :class:`CheckpointTag` writes what a run trains (an old model's cache key) into
+its checkpoints, :func:`checkpoint_state` reads it back with the step reached, and
+:func:`relocate_checkpoint` points a moved checkpoint's records at its new folder.
 """
 
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
@@ -49,3 +55,60 @@ class SafeCheckpointIO(TorchCheckpointIO):
             "only checkpoints written by this framework are accepted",
             map_location=map_location,
         )
+
+
+class CheckpointTag(L.Callback):
+    """Writes ``tag`` into every checkpoint of the run (``checkpoint["callbacks"]``), so that a
+    resume can tell a checkpoint of these settings from one another run left in its folder."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"tag": self.tag}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """A resumed run keeps its own tag (it resumed only where the tags matched)."""
+
+
+def checkpoint_state(path: str | Path) -> tuple[str | None, int]:
+    """(the :class:`CheckpointTag` of a Lightning checkpoint or None, its global step)."""
+    checkpoint = load_weights_only(path, "checkpoint", "only checkpoints of this framework")
+    tag = checkpoint.get("callbacks", {}).get(CheckpointTag.__qualname__, {}).get("tag")
+    return tag, int(checkpoint.get("global_step", 0))
+
+
+def relocate_checkpoint(path: str | Path) -> str | None:
+    """Point the ``ModelCheckpoint`` records in ``path`` (its folder, best and last files) at the
+    folder that holds ``path`` now, when they name another one: the output folder was moved or
+    copied. Lightning would otherwise keep only the best file's (old) path and forget the best
+    score, so the first epoch after the resume would count as the best. Rewritten atomically.
+
+    Returns:
+        the folder the records named before, or None when they already name this one.
+    """
+    path = Path(path)
+    checkpoint = load_weights_only(path, "checkpoint", "only checkpoints of this framework")
+    here = os.path.realpath(path.parent)
+    changed = None
+    for key, state in checkpoint.get("callbacks", {}).items():
+        before = state.get("dirpath") if key.startswith("ModelCheckpoint") else None
+        if not isinstance(before, str) or before == here:
+            continue
+        changed = before
+
+        def moved(file: Any, before: str = before) -> Any:
+            inside = isinstance(file, str) and file.startswith(before + os.sep)
+            return here + file[len(before) :] if inside else file
+
+        state["dirpath"] = here
+        for name in ("best_model_path", "last_model_path", "kth_best_model_path"):
+            if name in state:
+                state[name] = moved(state[name])
+        if isinstance(state.get("best_k_models"), dict):
+            state["best_k_models"] = {moved(k): v for k, v in state["best_k_models"].items()}
+    if changed is not None:
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        write_atomic(path, lambda f: f.write(buffer.getbuffer()), "the checkpoint")
+    return changed

@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from incremental.callbacks import ChannelsLast, LogValidationImages
-from incremental.checkpoint_io import SafeCheckpointIO
+from incremental.checkpoint_io import CheckpointTag, SafeCheckpointIO
 from incremental.data.core import SampleDataset, SegmentationSource
 from incremental.data.datamodule import IncrementalDataModule, pad_collate
 from incremental.data.transforms import eval_transform
@@ -89,10 +89,14 @@ def check_trainer_arguments(arguments: dict[str, Any], where: str = "train.train
 
 
 def make_trainer(
-    config: TrainConfig, out_dir: Path, loggers: list[Logger] | None = None
+    config: TrainConfig,
+    out_dir: Path,
+    loggers: list[Logger] | None = None,
+    checkpoint_tag: str | None = None,
 ) -> L.Trainer:
-    """A Trainer that keeps the best checkpoint on validation mIoU and the last one; any other
-    Trainer argument comes from ``config.trainer``."""
+    """A Trainer that keeps the best checkpoint on validation mIoU and the last one (tagged
+    with ``checkpoint_tag`` when given); any other Trainer argument comes from
+    ``config.trainer``."""
     check_trainer_arguments(config.trainer)
     callbacks: list[L.Callback] = [
         ModelCheckpoint(
@@ -103,6 +107,8 @@ def make_trainer(
             save_last=True,
         )
     ]
+    if checkpoint_tag is not None:
+        callbacks.append(CheckpointTag(checkpoint_tag))
     if config.early_stopping_patience is not None:
         callbacks.append(
             EarlyStopping(MONITOR, mode="max", patience=config.early_stopping_patience)
@@ -140,10 +146,12 @@ def fit_and_test(
     out_dir: Path,
     loggers: list[Logger] | None,
     resume_from: str | None = None,
+    checkpoint_tag: str | None = None,
 ) -> StepResult:
     """Fit (resuming from ``resume_from`` when given), then test the best validation
-    checkpoint; returns the student, its test scores, the checkpoint and the device."""
-    trainer = make_trainer(config, out_dir, loggers)
+    checkpoint; returns the student, its test scores, the checkpoint and the device.
+    ``checkpoint_tag`` is written into the checkpoints (:class:`CheckpointTag`)."""
+    trainer = make_trainer(config, out_dir, loggers, checkpoint_tag)
     with warnings.catch_warnings():
         # Lightning suggests workers on every CPU run; num_workers is the user's choice.
         warnings.filterwarnings("ignore", ".*does not have many workers.*")

@@ -58,9 +58,11 @@ def train_old_model(
     out_dir: str | Path,
     loggers: list[Logger] | None = None,
     resume_from: str | None = None,
+    checkpoint_tag: str | None = None,
 ) -> StepResult:
     """Step 0: train the teacher on the old images in the old classes (continuing from the
-    Lightning checkpoint ``resume_from`` when given).
+    Lightning checkpoint ``resume_from`` when given; ``checkpoint_tag``, written into the
+    checkpoints, says which settings they belong to).
 
     Validation and test both use ``scenario.old_val`` (old classes; the step-1 test scenes
     hold classes the old model does not know). Where the scenario has them, the step's test
@@ -80,7 +82,7 @@ def train_old_model(
     model = build_model(model_spec, labels.num_classes, allow_factory=True)
     module = IncrementalSegmenter(model, labels, **_learner_settings(config))
     datamodule = _datamodule(old_sources, scenario.old_val, scenario.old_val, None, config, seed)
-    result = fit_and_test(module, datamodule, config, out_dir, loggers, resume_from)
+    result = fit_and_test(module, datamodule, config, out_dir, loggers, resume_from, checkpoint_tag)
     if scenario.old_test is not None:  # the step's own test scenes, in the old labels
         scores = evaluate(module, scenario.old_test, config)
         result.scores.update({f"test_scenes/{k}": v for k, v in scores.items()})

@@ -3,6 +3,8 @@ the task it needs has finished, and the other jobs do not wait for it."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -11,15 +13,17 @@ import pytest
 from experiments.parallel import Task, run_parallel
 
 
-def train_old_model(marker: str, beside: str | None = None) -> str:
+def train_old_model(marker: str, beside: str | None = None, linger: float = 0.0) -> str:
     """Stands for an old model: leaves a file that its runs need. With ``beside``, it first
-    waits (up to a minute) for that file, which only a task running at the same time writes."""
+    waits (up to a minute) for that file, which only a task running at the same time writes,
+    then ``linger`` seconds more."""
     if beside is not None:
         waited = time.monotonic()
         while not Path(beside).exists():
             if time.monotonic() - waited > 60:
                 raise RuntimeError("no other task ran while the old model trained")
             time.sleep(0.05)
+        time.sleep(linger)
     Path(marker).write_text("trained")
     return "old"
 
@@ -97,11 +101,12 @@ def failing_run_that_leaves(marker: str) -> str:
 
 
 @pytest.mark.slow
-def test_a_run_in_flight_at_a_failure_finishes_and_is_kept(tmp_path):
+def test_a_run_in_flight_at_a_failure_finishes_and_is_kept(tmp_path, caplog):
     failed, later = str(tmp_path / "failed"), str(tmp_path / "later-ran")
     tasks = [
-        # Finishes only once `fails` has failed: it is in flight at the failure.
-        Task("beside", train_old_model, (str(tmp_path / "beside-done"), failed)),
+        # Finishes only once `fails` has failed (plus a second for the failure to reach this
+        # process): it is in flight at the failure.
+        Task("beside", train_old_model, (str(tmp_path / "beside-done"), failed, 1.0)),
         Task("fails", failing_run_that_leaves, (failed,)),
         Task("later", independent_run, (later,)),  # not started before the failure
     ]
@@ -111,3 +116,16 @@ def test_a_run_in_flight_at_a_failure_finishes_and_is_kept(tmp_path):
             seen.append(task.name)
     assert seen == ["beside"]  # its work is yielded (the runner writes it), not dropped
     assert not Path(later).exists()  # nothing new starts after a failure
+    # Said when it happened, not only once the task beside had finished.
+    assert "fails failed: this run failed; 1 task(s) in flight finish" in caplog.text
+
+
+def dying_run() -> str:
+    os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's out-of-memory killer would
+    return "never"
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_is_named_by_the_tasks_it_ran():
+    with pytest.raises(RuntimeError, match=r"worker process died .* \['dies'\]"):
+        list(run_parallel([Task("dies", dying_run, ())], jobs=1))

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import pandas as pd
 import pytest
@@ -120,7 +121,8 @@ def test_sigkilled_run_resumes_to_the_same_metrics(tmp_path, config_file, capsys
 @pytest.mark.slow
 def test_an_old_model_killed_while_training_resumes_to_the_same_model(tmp_path, capsys):
     # Step 0 of 3 epochs x 2 batches, killed at step 3 (mid-epoch 1, after epoch 0's
-    # checkpoint); a one-batch step 1 shows the old model through the step's scores.
+    # checkpoint); a one-batch step 1 shows the old model through the step's scores. The
+    # killed folder is moved before the resume (copied to another disk or machine).
     config = {
         **CONFIG,
         "cache_dir": str(tmp_path / "cache"),
@@ -129,19 +131,26 @@ def test_an_old_model_killed_while_training_resumes_to_the_same_model(tmp_path, 
     }
     config_file = tmp_path / "resume-old.yaml"
     config_file.write_text(yaml.safe_dump(config))
-    killed = tmp_path / "killed"
-    run_killed(tmp_path, config_file, killed, 3, "old")
+    run_killed(tmp_path, config_file, tmp_path / "killed", 3, "old")
+    killed = tmp_path / "moved"
+    (tmp_path / "killed").rename(killed)
     checkpoints = killed / "runs" / "fashion-new-class" / "old-model" / "seed0" / "checkpoints"
     assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 2
     assert not list((tmp_path / "cache").glob("old-*.pt"))  # not finished: not cached
 
-    assert main([str(config_file), "--output", str(killed), "--resume"]) == 0
-    assert f"resuming from {checkpoints / 'last.ckpt'}" in capsys.readouterr().out
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", ".*dirpath has changed.*")  # the best score kept
+        assert main([str(config_file), "--output", str(killed), "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert f"resuming from {checkpoints / 'last.ckpt'}" in printed
+    assert f"written in {tmp_path / 'killed'}" in printed
+    assert not list(checkpoints.glob("*-v1.ckpt"))  # continued, not started again beside
     straight = tmp_path / "straight"
     cache = f"cache_dir={tmp_path / 'straight-cache'}"  # its own old model, trained straight
     assert main([str(config_file), "--output", str(straight), "--set", cache]) == 0
     resumed, straight = (pd.read_csv(d / "results.csv") for d in (killed, straight))
-    metrics = [c for c in straight if c.startswith(("miou", "iou/", "hiou"))]
+    metrics = [c for c in straight if c.startswith(("miou", "iou/", "hiou", "old_model_"))]
+    assert "old_model_miou" in metrics
     pd.testing.assert_frame_equal(resumed[metrics], straight[metrics], atol=1e-6, rtol=0)
     (cached,) = (tmp_path / "cache").glob("old-*.pt")
     (trained_straight,) = (tmp_path / "straight-cache").glob("old-*.pt")
@@ -187,13 +196,21 @@ def test_overwrite_replaces_the_whole_experiment(tmp_path, config_file):
     assert not stale.exists() and (out / "results.csv").exists()
 
 
-def test_resume_reads_the_newest_last_checkpoint(tmp_path):
+def fake_checkpoint(path, step: int, tag: str | None) -> None:
+    callbacks = {} if tag is None else {"CheckpointTag": {"tag": tag}}
+    torch.save({"global_step": step, "callbacks": callbacks}, path)
+
+
+def test_resume_reads_the_furthest_last_checkpoint_of_its_settings(tmp_path, capsys):
     checkpoints = tmp_path / "checkpoints"
     checkpoints.mkdir()
-    (checkpoints / "last.ckpt").write_bytes(b"first attempt")
-    newer = checkpoints / "last-v1.ckpt"  # a run started again from scratch beside it
-    newer.write_bytes(b"second attempt")
-    os.utime(checkpoints / "last.ckpt", ns=(1, 1))
-    assert resume_checkpoint(OmegaConf.create({"resume": True}), tmp_path) == str(newer)
-    assert resume_checkpoint(OmegaConf.create({"resume": False}), tmp_path) is None
-    assert resume_checkpoint(OmegaConf.create({"resume": True}), tmp_path / "none") is None
+    fake_checkpoint(checkpoints / "last.ckpt", 40, "other-key")  # other settings, further on
+    fake_checkpoint(checkpoints / "last-v1.ckpt", 10, "key")
+    fake_checkpoint(checkpoints / "last-v2.ckpt", 20, "key")  # a run started again beside
+    resume = OmegaConf.create({"resume": True})
+    assert resume_checkpoint(resume, tmp_path, "key") == str(checkpoints / "last-v2.ckpt")
+    assert f"not resuming {checkpoints / 'last.ckpt'}" in capsys.readouterr().out
+    assert resume_checkpoint(resume, tmp_path, "third-key") is None
+    assert resume_checkpoint(resume, tmp_path) == str(checkpoints / "last.ckpt")  # untagged
+    assert resume_checkpoint(OmegaConf.create({"resume": False}), tmp_path, "key") is None
+    assert resume_checkpoint(resume, tmp_path / "none") is None
