@@ -103,12 +103,11 @@ def run_parallel(
                     if failed and first_failure is None:
                         in_flight = [str(t.name) for t in running.values()]
                         first_failure = failure(failed[0].exception(), in_flight)
-                    for future in failed:  # said at once: the tasks beside may take long
-                        task = running.pop(future)
-                        log.error(
-                            "%s failed: %s; %d task(s) in flight finish, no new one starts",
-                            task.name, future.exception(), len(running),
-                        )  # fmt: skip
+                    lost = [running.pop(f) for f in failed]
+                    for future, task in zip(failed, lost, strict=True):  # said at once
+                        log.error("%s failed: %s", task.name, future.exception())
+                    if failed:
+                        log.error("%d task(s) in flight finish; no new one starts", len(running))
                     for future in done - set(failed):
                         task = running.pop(future)
                         finished.add(task.name)

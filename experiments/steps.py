@@ -15,7 +15,7 @@ from experiments.cache import cache_key, cache_payload, find_old_model, model_fi
 from experiments.grid import StrategyRun
 from experiments.outputs import model_path, run_dir
 from experiments.tracking import finish, make_loggers
-from incremental.checkpoint_io import checkpoint_state, relocate_checkpoint
+from incremental.checkpoint_io import checkpoint_state
 from incremental.data.scenario import Scenario
 from incremental.models import load_model_file, save_model_file
 from incremental.workflow import StepResult, TrainConfig, train_old_model, train_step
@@ -84,7 +84,7 @@ def resume_checkpoint(config: DictConfig, directory: Path, tag: str | None = Non
     the first), the one furthest on; with ``tag``, only checkpoints written with that
     :class:`~incremental.checkpoint_io.CheckpointTag` (an old model's cache key: a checkpoint
     of other settings left in the folder is not resumed, and said so). A checkpoint whose
-    folder was moved has its records pointed at the new folder first.
+    folder was moved is followed there by :class:`~incremental.checkpoint_io.FollowMovedFolder`.
     """
     if not config.resume:
         return None
@@ -92,15 +92,13 @@ def resume_checkpoint(config: DictConfig, directory: Path, tag: str | None = Non
     for path in sorted((directory / "checkpoints").glob("last*.ckpt")):
         found_tag, step = checkpoint_state(path)
         if tag is not None and found_tag != tag:
-            print(f"  not resuming {path}: written under other settings", flush=True)
+            why = "other settings" if found_tag else "no settings tag (written before these tags)"
+            print(f"  not resuming {path}: written under {why}", flush=True)
             continue
         found.append((step, path))
     if not found:
         return None
     _, last = max(found)
-    moved_from = relocate_checkpoint(last)
-    if moved_from is not None:
-        print(f"  {last}: written in {moved_from}; its records now name this folder", flush=True)
     print(f"  resuming from {last}", flush=True)
     return str(last)
 

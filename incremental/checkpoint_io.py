@@ -10,7 +10,7 @@
 
 For resuming: :class:`CheckpointTag` writes what a run trains (an old model's cache key) into
 its checkpoints, :func:`checkpoint_state` reads it back with the step reached, and
-:func:`relocate_checkpoint` points a moved checkpoint's records at its new folder.
+:class:`FollowMovedFolder` points a moved checkpoint's records at its new folder.
 """
 
 from __future__ import annotations
@@ -78,18 +78,16 @@ def checkpoint_state(path: str | Path) -> tuple[str | None, int]:
     return tag, int(checkpoint.get("global_step", 0))
 
 
-def relocate_checkpoint(path: str | Path) -> str | None:
-    """Point the ``ModelCheckpoint`` records in ``path`` (its folder, best and last files) at the
-    folder that holds ``path`` now, when they name another one: the output folder was moved or
+def follow_moved_folder(checkpoint: dict[str, Any], here: str) -> str | None:
+    """Point the ``ModelCheckpoint`` records of a loaded checkpoint (its folder, best and last
+    files) at the folder ``here`` when they name another one: the output folder was moved or
     copied. Lightning would otherwise keep only the best file's (old) path and forget the best
-    score, so the first epoch after the resume would count as the best. Rewritten atomically.
+    score, so the first epoch after a resume would count as the best. Rewrites ``checkpoint``
+    in memory (the file is left as written).
 
     Returns:
-        the folder the records named before, or None when they already name this one.
+        the folder the records named before, or None when they already name ``here``.
     """
-    path = Path(path)
-    checkpoint = load_weights_only(path, "checkpoint", "only checkpoints of this framework")
-    here = os.path.realpath(path.parent)
     changed = None
     for key, state in checkpoint.get("callbacks", {}).items():
         before = state.get("dirpath") if key.startswith("ModelCheckpoint") else None
@@ -107,8 +105,19 @@ def relocate_checkpoint(path: str | Path) -> str | None:
                 state[name] = moved(state[name])
         if isinstance(state.get("best_k_models"), dict):
             state["best_k_models"] = {moved(k): v for k, v in state["best_k_models"].items()}
-    if changed is not None:
-        buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
-        write_atomic(path, lambda f: f.write(buffer.getbuffer()), "the checkpoint")
     return changed
+
+
+class FollowMovedFolder(L.Callback):
+    """On every checkpoint load (a resumed fit, testing the best epoch), before the callbacks'
+    states are restored: :func:`follow_moved_folder` to the trainer's checkpoint folder."""
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if trainer.checkpoint_callback is None:
+            return
+        here = trainer.checkpoint_callback.dirpath
+        before = follow_moved_folder(checkpoint, here)
+        if before is not None and trainer.is_global_zero:
+            print(f"  checkpoint written in {before}: its records now name {here}", flush=True)

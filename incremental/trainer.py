@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from incremental.callbacks import ChannelsLast, LogValidationImages
-from incremental.checkpoint_io import CheckpointTag, SafeCheckpointIO
+from incremental.checkpoint_io import CheckpointTag, FollowMovedFolder, SafeCheckpointIO
 from incremental.data.core import SampleDataset, SegmentationSource
 from incremental.data.datamodule import IncrementalDataModule, pad_collate
 from incremental.data.transforms import eval_transform
@@ -105,7 +105,8 @@ def make_trainer(
             monitor=MONITOR,
             mode="max",
             save_last=True,
-        )
+        ),
+        FollowMovedFolder(),  # a resume in a moved output folder keeps its best epoch
     ]
     if checkpoint_tag is not None:
         callbacks.append(CheckpointTag(checkpoint_tag))

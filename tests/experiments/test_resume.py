@@ -143,7 +143,7 @@ def test_an_old_model_killed_while_training_resumes_to_the_same_model(tmp_path, 
         assert main([str(config_file), "--output", str(killed), "--resume"]) == 0
     printed = capsys.readouterr().out
     assert f"resuming from {checkpoints / 'last.ckpt'}" in printed
-    assert f"written in {tmp_path / 'killed'}" in printed
+    assert f"checkpoint written in {tmp_path / 'killed'}" in printed
     assert not list(checkpoints.glob("*-v1.ckpt"))  # continued, not started again beside
     straight = tmp_path / "straight"
     cache = f"cache_dir={tmp_path / 'straight-cache'}"  # its own old model, trained straight
