@@ -92,7 +92,7 @@ def resume_checkpoint(config: DictConfig, directory: Path, tag: str | None = Non
     for path in sorted((directory / "checkpoints").glob("last*.ckpt")):
         found_tag, step = checkpoint_state(path)
         if tag is not None and found_tag != tag:
-            why = "other settings" if found_tag else "no settings tag (written before these tags)"
+            why = "other settings" if found_tag else "no settings tag (an older version's)"
             print(f"  not resuming {path}: written under {why}", flush=True)
             continue
         found.append((step, path))
