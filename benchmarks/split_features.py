@@ -28,23 +28,11 @@ import torch.nn.functional as F
 
 from experiments.config import load_config, scenario_configs
 from experiments.steps import lookup_old_model
-from incremental.data import Scenario, build_scenarios
+from incremental.data import build_scenarios
 from incremental.data.core import SampleDataset, SegmentationSource
 from incremental.data.fashion.streams import using_scene_cache
 from incremental.data.transforms import eval_transform
 from incremental.models import load_model_file, segment_with_features
-
-
-def split_classes(scenario: Scenario) -> tuple[str, str]:
-    """(child, remainder) of the scenario's split; a named error for a scenario that does not
-    split one class into one child and a remainder."""
-    splits = scenario.transition.splits
-    if len(splits) != 1 or len(splits[0].children) != 1:
-        raise ValueError(
-            f"{scenario.name}: needs one split of one child, has "
-            f"{[(s.parent, s.children) for s in splits] or 'no split'}"
-        )
-    return splits[0].children[0], splits[0].remainder
 
 
 def pixel_features(
@@ -98,9 +86,10 @@ def main() -> None:
     with using_scene_cache(Path(config.cache_dir) / "scenes"):
         scenario = build_scenarios(scenario_cfg)[0]
         try:
-            child_name, remainder_name = split_classes(scenario)
+            split = scenario.transition.single_split()
         except ValueError as error:
-            parser.error(str(error))
+            parser.error(f"{scenario.name}: {error}")
+        child_name, remainder_name = split.children[0], split.remainder
         names = scenario.transition.student_classes
         classes = (names.index(child_name), names.index(remainder_name))
         paths = args.models

@@ -221,3 +221,16 @@ class Transition:
             for c in (s.remainder, *s.children):
                 parent[c] = s.parent
         return parent
+
+    def single_split(self) -> Split:
+        """The transition's one split, of one child (what the split diagnostics in
+        ``benchmarks/`` study).
+
+        Raises:
+            ValueError: the transition splits nothing, more than one class, or into several
+                children (the message names its splits).
+        """
+        if len(self.splits) != 1 or len(self.splits[0].children) != 1:
+            found = [(s.parent, s.children) for s in self.splits] or "no split"
+            raise ValueError(f"needs one split of one child, has {found}")
+        return self.splits[0]
