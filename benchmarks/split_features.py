@@ -26,11 +26,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from experiments.config import load_config, scenario_configs
+from experiments.split_study import split_scenario
 from experiments.steps import lookup_old_model
-from incremental.data import build_scenarios
 from incremental.data.core import SampleDataset, SegmentationSource
-from incremental.data.fashion.streams import using_scene_cache
 from incremental.data.transforms import eval_transform
 from incremental.models import load_model_file, segment_with_features
 
@@ -81,14 +79,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=300)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    config = load_config(overrides={"scenarios": [args.scenario]})
-    (scenario_cfg,) = scenario_configs(config).values()
-    with using_scene_cache(Path(config.cache_dir) / "scenes"):
-        scenario = build_scenarios(scenario_cfg)[0]
-        try:
-            split = scenario.transition.single_split()
-        except ValueError as error:
-            parser.error(f"{scenario.name}: {error}")
+    with split_scenario(args.scenario, parser.error) as (config, scenario_cfg, scenario, split):
         child_name, remainder_name = split.children[0], split.remainder
         names = scenario.transition.student_classes
         classes = (names.index(child_name), names.index(remainder_name))

@@ -21,10 +21,8 @@ from pathlib import Path
 
 import torch
 
-from experiments.config import load_config, scenario_configs
-from incremental.data import build_scenarios
+from experiments.split_study import split_scenario
 from incremental.data.core import SampleDataset, SegmentationSource
-from incremental.data.fashion.streams import using_scene_cache
 from incremental.data.transforms import eval_transform
 from incremental.labels import Split
 from incremental.metrics import split_scores
@@ -74,14 +72,7 @@ def main() -> None:
     args = parser.parse_args()
     biases = [float(b) for b in args.biases.split(",")]
     torch.set_num_threads(1)
-    config = load_config(overrides={"profile": args.profile, "scenarios": [args.scenario]})
-    (scenario_cfg,) = scenario_configs(config).values()
-    with using_scene_cache(Path(config.cache_dir) / "scenes"):
-        scenario = build_scenarios(scenario_cfg)[0]
-        try:
-            split = scenario.transition.single_split()
-        except ValueError as error:
-            parser.error(f"{scenario.name}: {error}")
+    with split_scenario(args.scenario, parser.error, args.profile) as (_, _, scenario, split):
         child_name = split.children[0]
         classes = list(scenario.transition.student_classes)
         for path in args.models:

@@ -3,24 +3,17 @@ remainder's, and its nearest-prototype recalls are fractions."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from incremental.models import create_model
-
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "split_features.py"
+from tests.benchmark_module import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("split_features", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("split_features")
 
 
 def test_features_are_the_two_sub_types_pixels(bench, split_scenario):

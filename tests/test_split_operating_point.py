@@ -3,25 +3,19 @@ scores are results.csv's split scores of the shifted predictions."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
 from incremental.labels import Split
+from tests.benchmark_module import load_benchmark
 
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "split_operating_point.py"
 CLASSES = ["background", "footwear_other", "sneaker"]
 SPLIT = Split.of("footwear", ["sneaker"])
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("split_operating_point", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("split_operating_point")
 
 
 def scene() -> tuple[torch.Tensor, torch.Tensor]:
