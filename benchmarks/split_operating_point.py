@@ -20,8 +20,10 @@ import argparse
 from pathlib import Path
 
 import torch
+from torchmetrics.functional.classification import multiclass_confusion_matrix
 
 from experiments.split_study import split_scenario
+from incremental.constants import IGNORE_INDEX
 from incremental.data.core import SampleDataset, SegmentationSource
 from incremental.data.transforms import eval_transform
 from incremental.labels import Split
@@ -50,16 +52,14 @@ def biased_scores(
     """``split_scores`` of the predictions with ``bias`` added to the child's logit.
 
     Args:
-        logits: (N, C, H, W); masks: (N, H, W) class indices, 255 ignored.
+        logits: (N, C, H, W); masks: (N, H, W) class indices, ``IGNORE_INDEX`` ignored.
     """
     shifted = logits.clone()
     shifted[:, child] += bias
-    predicted = shifted.argmax(dim=1)
-    keep = masks != 255
-    count = len(classes)
-    confusion = torch.bincount(
-        masks[keep] * count + predicted[keep], minlength=count * count
-    ).reshape(count, count)
+    # The confusion matrix the training module scores with (torchmetrics, rows = target).
+    confusion = multiclass_confusion_matrix(
+        shifted.argmax(dim=1), masks, len(classes), ignore_index=IGNORE_INDEX
+    )
     return split_scores(confusion, classes, [split])
 
 
@@ -73,15 +73,14 @@ def main() -> None:
     biases = [float(b) for b in args.biases.split(",")]
     torch.set_num_threads(1)
     with split_scenario(args.scenario, parser.error, args.profile) as (_, _, scenario, split):
-        child_name = split.children[0]
         classes = list(scenario.transition.student_classes)
+        child = classes.index(split.children[0])
         for path in args.models:
             model_file = load_model_file(path)
             if list(model_file.classes) != classes:
                 parser.error(f"{path}: classes {list(model_file.classes)}, not {scenario.name}'s")
             logits, masks = test_logits(model_file.build().eval(), scenario.test)
-            rows = {b: biased_scores(logits, masks, classes.index(child_name), b, classes, split)
-                    for b in biases}  # fmt: skip
+            rows = {b: biased_scores(logits, masks, child, b, classes, split) for b in biases}
             best = max(biases, key=lambda b: rows[b]["split_bacc"])
             for b, s in rows.items():
                 print(
