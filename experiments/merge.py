@@ -17,6 +17,13 @@ error otherwise. Runs of one (scenario, seed) from two folders must have started
 old model (results.csv's ``old_model_*`` columns): the summary pairs them by seed. A folder
 locked by a live experiment is refused; one with fewer runs than its grid names is
 merged, and the summary says so.
+
+A strategy rerun with settings of its own (the oracle trained longer) merges with ``--rerun
+FOLDER``: its runs replace that strategy's runs in the folders merged, and its settings may
+differ from theirs only in the rerun strategies' own entries (``strategy_train.<name>``,
+``strategy_overrides.<name>``). Every run of a rerun strategy must be replaced, so that no
+strategy is reported with two settings; ``sources.yaml`` records the reruns and the settings
+each strategy was run with.
 """
 
 from __future__ import annotations
@@ -52,6 +59,8 @@ GRID_AND_FLAGS = frozenset({
 })  # fmt: skip
 #: The merge's record of its folders and shared settings (one of ``OUTPUTS``).
 SOURCES = "sources.yaml"
+#: Per-strategy settings (``<key>.<strategy>``) a rerun of that strategy may change.
+RERUN_SETTINGS = ("strategy_train", "strategy_overrides")
 
 
 def load_experiment(folder: Path) -> tuple[dict[str, Any], pd.DataFrame]:
@@ -105,15 +114,19 @@ def grid_definitions(config: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
-def merge_results(folders: Sequence[Path]) -> tuple[dict[str, Any], pd.DataFrame, list[str]]:
-    """(shared settings, merged results, notes) of several experiment folders.
+def merge_results(
+    folders: Sequence[Path], reruns: Sequence[Path] = ()
+) -> tuple[dict[str, Any], pd.DataFrame, list[str]]:
+    """(shared settings, merged results, notes) of several experiment folders, with the runs
+    of ``reruns`` (each a strategy rerun with other settings of its own) replacing theirs.
 
     Raises:
         ConfigError: no folder; settings that differ (naming the key, both values and both
             folders); a strategy variant or inline scenario defined differently; a run in two
             folders with different scores (naming the run and both); a (scenario, seed) whose
             runs in two folders started from different old models (they would not pair); no
-            finished run at all.
+            finished run at all; a rerun that changes other settings than its strategies' own,
+            leaves a run of its strategy unreplaced, or replaces a run another rerun replaced.
     """
     if not folders:
         raise ConfigError("merge: name at least one experiment folder")
@@ -127,13 +140,7 @@ def merge_results(folders: Sequence[Path]) -> tuple[dict[str, Any], pd.DataFrame
         if settings is None:
             settings = shared_settings(config)
         _check_settings(settings, shared_settings(config), folders[0], folder)
-        for name, entry in grid_definitions(config).items():
-            first_folder, first_entry = definitions.setdefault(name, (folder, entry))
-            if differing_keys(first_entry, entry):
-                raise ConfigError(
-                    f"merge: {name} is {first_entry!r} in {first_folder} and {entry!r} in "
-                    f"{folder}; rename one of them"
-                )
+        _check_definitions(definitions, config, folder)
         expected = (
             len(config.get("scenarios") or [])
             * len(config.get("strategies") or [])
@@ -165,7 +172,110 @@ def merge_results(folders: Sequence[Path]) -> tuple[dict[str, Any], pd.DataFrame
             f"merge: no finished run in {', '.join(str(f) for f in folders)} (results.csv empty)"
         )
     merged = pd.concat([f for f in frames if len(f)], ignore_index=True)
+    if reruns:
+        settings, merged = _replace_reruns(
+            settings, merged, reruns, folders[0], definitions, teachers, notes
+        )
     return settings, results_frame(merged.to_dict("records")), notes
+
+
+def _check_definitions(
+    definitions: dict[str, tuple[Path, Any]], config: dict[str, Any], folder: Path
+) -> None:
+    """A strategy variant or inline scenario ``folder`` names must be defined as in the first
+    folder naming it (``definitions``, filled here)."""
+    for name, entry in grid_definitions(config).items():
+        first_folder, first_entry = definitions.setdefault(name, (folder, entry))
+        if differing_keys(first_entry, entry):
+            raise ConfigError(
+                f"merge: {name} is {first_entry!r} in {first_folder} and {entry!r} in "
+                f"{folder}; rename one of them"
+            )
+
+
+def _replace_reruns(
+    settings: dict[str, Any],
+    merged: pd.DataFrame,
+    reruns: Sequence[Path],
+    first: Path,
+    definitions: dict[str, tuple[Path, Any]],
+    teachers: dict[tuple, tuple[Path, tuple]],
+    notes: list[str],
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """(settings, results) with each rerun's runs in place of its strategies' runs.
+
+    ``settings`` are the first folder's; the result holds each rerun strategy's own entries
+    from its rerun. ``definitions``, ``teachers`` and ``notes`` are ``merge_results``'.
+    """
+    combined = {
+        k: (dict(v) if k in RERUN_SETTINGS and isinstance(v, dict) else v)
+        for k, v in settings.items()
+    }
+    origin: dict[str, Path] = {}  # strategy -> the rerun that set its settings
+    for rerun in reruns:
+        config, results = load_experiment(rerun)
+        if results.empty:
+            raise ConfigError(f"merge: the rerun {rerun} has no finished run (results.csv empty)")
+        rerun_settings = shared_settings(config)
+        strategies = sorted(set(results["strategy"]))
+        changed = differing_keys(settings, rerun_settings)
+        foreign = [
+            k for k in changed
+            if not (k.split(".")[0] in RERUN_SETTINGS and k.split(".")[1:2]
+                    and k.split(".")[1] in strategies)
+        ]  # fmt: skip
+        if foreign:
+            raise ConfigError(
+                f"merge: the rerun {rerun} was run with other settings than {first} beyond "
+                f"those of its strategies {strategies}: "
+                f"{describe_differences(settings, rerun_settings, foreign, first, rerun)}; a "
+                f"rerun may change only {', '.join(k + '.<strategy>' for k in RERUN_SETTINGS)}"
+            )
+        _check_definitions(definitions, config, rerun)
+        for strategy in strategies:
+            if strategy in origin:
+                raise ConfigError(
+                    f"merge: {strategy} is rerun in {origin[strategy]} and in {rerun}; merge "
+                    "its reruns first, or name one of them"
+                )
+            origin[strategy] = rerun
+            for key in RERUN_SETTINGS:
+                entries = dict(combined.get(key) or {})
+                entries.pop(strategy, None)
+                own = (rerun_settings.get(key) or {}).get(strategy)
+                if own is not None:
+                    entries[strategy] = own
+                combined[key] = entries
+        keys = set()
+        for _, row in results.iterrows():
+            key = tuple(row[c] for c in KEY_COLUMNS)
+            _check_same_teacher(teachers, row, rerun)
+            if key in keys:
+                raise ConfigError(f"merge: the run {_describe(key)} is twice in {rerun}")
+            keys.add(key)
+        old = merged[merged["strategy"].isin(strategies)]
+        missing = [
+            _describe(tuple(row[c] for c in KEY_COLUMNS))
+            for _, row in old.iterrows()
+            if tuple(row[c] for c in KEY_COLUMNS) not in keys
+        ]
+        if missing:
+            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            shown = ", ".join(missing[:3]) + more
+            raise ConfigError(
+                f"merge: the rerun {rerun} has no {shown}, which the folders merged hold: "
+                "that strategy would be reported with two settings; rerun those runs too, or "
+                "leave them out"
+            )
+        shown = ", ".join(changed) or "none"
+        notes.append(
+            f"{rerun}: {len(results)} run(s) of {', '.join(strategies)} replace "
+            f"{len(old)} run(s) of the folders merged (settings changed: {shown})"
+        )
+        merged = pd.concat(
+            [merged[~merged["strategy"].isin(strategies)], results], ignore_index=True
+        )
+    return combined, merged
 
 
 def _check_settings(a: dict[str, Any], b: dict[str, Any], first: Path, folder: Path) -> None:
@@ -220,19 +330,22 @@ def _same_scores(a: pd.Series, b: pd.Series) -> bool:
     )
 
 
-def write_merged(out: Path, folders: Sequence[Path], overwrite: bool = False) -> pd.DataFrame:
-    """Merge ``folders`` into ``out``: results.csv, summary.md, comparison.png, sources.yaml.
-    A folder that holds an experiment is refused unless ``overwrite`` (the previous one is then
-    kept in ``out/previous``, as ``experiments.run --overwrite`` does)."""
+def write_merged(
+    out: Path, folders: Sequence[Path], overwrite: bool = False, reruns: Sequence[Path] = ()
+) -> pd.DataFrame:
+    """Merge ``folders`` (and ``reruns``, see :func:`merge_results`) into ``out``: results.csv,
+    summary.md, comparison.png, sources.yaml. A folder that holds an experiment is refused
+    unless ``overwrite`` (the previous one is then kept in ``out/previous``, as
+    ``experiments.run --overwrite`` does)."""
     target = out.resolve()
-    for folder in folders:
+    for folder in [*folders, *reruns]:
         source = folder.resolve()
         if source.is_relative_to(target) or target.is_relative_to(source):
             raise ConfigError(
                 f"merge: the output {out} and the folder merged {folder} are one inside the "
                 "other (writing there could move or replace what is merged); write elsewhere"
             )
-    settings, merged, notes = merge_results(folders)
+    settings, merged, notes = merge_results(folders, reruns)
     prepare_output(OmegaConf.create({"resume": False, "overwrite": overwrite}), out)
     write_results(out, merged.to_dict("records"))
     labels = zip(merged["strategy"], merged["replay"], strict=True)
@@ -243,12 +356,20 @@ def write_merged(out: Path, folders: Sequence[Path], overwrite: bool = False) ->
     }
     write_text(
         out / SOURCES,
-        OmegaConf.to_yaml({"merged": [str(f) for f in folders], **grid, "settings": settings}),
+        OmegaConf.to_yaml(
+            {
+                "merged": [str(f) for f in folders],
+                **({"reruns": [str(f) for f in reruns]} if reruns else {}),
+                **grid,
+                "settings": settings,
+            }
+        ),
         "the merge's sources",
     )
     header = [
-        f"Merged from {len(folders)} experiment(s) ({', '.join(str(f) for f in folders)}; "
-        f"{SOURCES} lists them with their shared settings): {len(merged)} runs, "
+        f"Merged from {len(folders)} experiment(s) ({', '.join(str(f) for f in folders)}"
+        + (f"; reruns {', '.join(str(f) for f in reruns)}" if reruns else "")
+        + f"; {SOURCES} lists them with their settings): {len(merged)} runs, "
         f"seeds {grid['seeds']}; trained on {trained_on(merged)}.",
         "",
         *[f"- {note}" for note in notes],
@@ -268,9 +389,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("output", type=Path, help="folder for the merged results")
     parser.add_argument("experiments", type=Path, nargs="+", help="experiment folders to merge")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT's results")
+    parser.add_argument(
+        "--rerun", type=Path, action="append", default=[], metavar="FOLDER",
+        help="a strategy rerun with settings of its own (strategy_train.<name>, "
+        "strategy_overrides.<name>): its runs replace that strategy's runs; repeatable",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     try:
-        merged = write_merged(args.output, args.experiments, args.overwrite)
+        merged = write_merged(args.output, args.experiments, args.overwrite, args.rerun)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

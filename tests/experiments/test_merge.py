@@ -222,3 +222,62 @@ def test_real_experiments_merged_equal_the_experiment_of_all_seeds(tmp_path):
     )
     summary = (tmp_path / "merged" / "summary.md").read_text()
     assert "| candidate-sets | mib | 2 |" in summary
+
+
+def test_a_strategy_rerun_with_its_own_settings_replaces_its_runs(tmp_path):
+    """``--rerun``: the oracle trained longer replaces the oracle's runs; the rest stay."""
+    base = experiment(tmp_path / "base", [0, 1], [[0.5, 0.6], [0.4, 0.5], [0.7, 0.8]],
+                      strategies=("candidate-sets", "plop", "joint"))  # fmt: skip
+    longer = {"joint": {"epochs": 40, "progress_bar": False}}
+    rerun = experiment(tmp_path / "rerun", [0, 1], [[0.75, 0.85]], strategies=("joint",),
+                       strategy_train=longer)  # fmt: skip
+    settings, merged, notes = merge_results([base], [rerun])
+    assert len(merged) == 6
+    joint = merged[merged["strategy"] == "joint"].sort_values("seed")
+    assert joint["hiou"].tolist() == [0.75, 0.85]
+    assert merged[merged["strategy"] == "plop"]["hiou"].tolist() == [0.4, 0.5]
+    assert settings["strategy_train"] == {"joint": {"epochs": 40}}
+    assert any(f"{rerun}: 2 run(s) of joint replace 2 run(s)" in n for n in notes)
+    assert "strategy_train.joint.epochs" in notes[-1]
+    # Through the command line: sources.yaml records the rerun and the settings it brought.
+    assert main([str(tmp_path / "out"), str(base), "--rerun", str(rerun)]) == 0
+    sources = yaml.safe_load((tmp_path / "out" / "sources.yaml").read_text())
+    assert sources["reruns"] == [str(rerun)]
+    assert sources["settings"]["strategy_train"]["joint"] == {"epochs": 40}
+    assert f"reruns {rerun}" in (tmp_path / "out" / "summary.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("changes", "seeds", "error"),
+    [
+        # A setting of everyone's changes: not a rerun of one strategy.
+        ({"train": {**SETTINGS["train"], "epochs": 20}}, [0, 1],
+         "beyond those of its strategies ['joint']: train.epochs (6 in"),
+        # Another strategy's own settings: the rerun did not run it.
+        ({"strategy_train": {"plop": {"epochs": 9}}}, [0, 1],
+         "strategy_train.plop ('<absent>' in"),
+        # Seed 1 of joint would stay at the old settings.
+        ({"strategy_train": {"joint": {"epochs": 40}}}, [0],
+         "has no s joint seed 1, which the folders merged hold"),
+    ],
+)  # fmt: skip
+def test_a_rerun_that_would_mix_settings_is_refused(tmp_path, changes, seeds, error):
+    base = experiment(tmp_path / "base", [0, 1], [[0.5, 0.6], [0.7, 0.8]],
+                      strategies=("candidate-sets", "joint"))  # fmt: skip
+    rerun = experiment(tmp_path / "rerun", seeds, [[0.75] * len(seeds)], strategies=("joint",),
+                       **changes)  # fmt: skip
+    with pytest.raises(ConfigError, match=re.escape(error)):
+        merge_results([base], [rerun])
+
+
+def test_two_reruns_of_one_strategy_and_a_rerun_from_another_old_model_are_refused(tmp_path):
+    base = experiment(tmp_path / "base", [0], [[0.5], [0.7]], strategies=("plop", "joint"))
+    longer = {"strategy_train": {"joint": {"epochs": 40}}}
+    a = experiment(tmp_path / "a", [0], [[0.75]], strategies=("joint",), **longer)
+    b = experiment(tmp_path / "b", [0], [[0.76]], strategies=("joint",), **longer)
+    with pytest.raises(ConfigError, match=re.escape(f"joint is rerun in {a} and in {b}")):
+        merge_results([base], [a, b])
+    other = experiment(tmp_path / "other", [0], [[0.75]], strategies=("joint",), teacher=0.73,
+                       **longer)  # fmt: skip
+    with pytest.raises(ConfigError, match="started from different old models"):
+        merge_results([base], [other])
