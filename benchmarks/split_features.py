@@ -26,11 +26,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from experiments.split_study import split_scenario
+from experiments.split_study import read_model_files, split_scenario
 from experiments.steps import lookup_old_model
 from incremental.data.core import SampleDataset, SegmentationSource
 from incremental.data.transforms import eval_transform
-from incremental.models import load_model_file, segment_with_features
+from incremental.models import segment_with_features
 
 
 def pixel_features(
@@ -78,6 +78,7 @@ def main() -> None:
     parser.add_argument("--layer", type=int, default=-1)
     parser.add_argument("--images", type=int, default=300)
     args = parser.parse_args()
+    model_files = read_model_files(args.models, parser.error)
     torch.set_num_threads(1)
     with split_scenario(args.scenario, parser.error) as (config, scenario_cfg, scenario, split):
         child_name, remainder_name = split.children[0], split.remainder
@@ -90,8 +91,9 @@ def main() -> None:
                 parser.error(f"{scenario.name}: no cached or shipped seed-0 old model; name a "
                              "model file, or train it with python -m experiments.run")  # fmt: skip
             paths = [teacher]
-        for path in paths:
-            model = load_model_file(path).build().eval()
+            model_files = read_model_files(paths, parser.error)
+        for path, model_file in zip(paths, model_files, strict=True):
+            model = model_file.build().eval()
             child, remainder = prototype_recalls(
                 model, scenario.new_train_full, scenario.old_train_full, classes, args.layer,
                 args.images,

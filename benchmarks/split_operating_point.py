@@ -22,13 +22,12 @@ from pathlib import Path
 import torch
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
-from experiments.split_study import split_scenario
+from experiments.split_study import read_model_files, split_scenario
 from incremental.constants import IGNORE_INDEX
 from incremental.data.core import SampleDataset, SegmentationSource
 from incremental.data.transforms import eval_transform
 from incremental.labels import Split
 from incremental.metrics import split_scores
-from incremental.models import load_model_file
 
 
 def test_logits(model: torch.nn.Module, source: SegmentationSource) -> tuple[torch.Tensor, ...]:
@@ -70,13 +69,16 @@ def main() -> None:
     parser.add_argument("--profile", default="full", help="whose test scenes (default: full)")
     parser.add_argument("--biases", default="-2,-1,-0.5,-0.25,0,0.25,0.5,1,2")
     args = parser.parse_args()
-    biases = [float(b) for b in args.biases.split(",")]
+    try:
+        biases = [float(b) for b in args.biases.split(",")]
+    except ValueError:
+        parser.error(f"--biases {args.biases!r}: comma-separated numbers, e.g. -1,0,1")
+    model_files = read_model_files(args.models, parser.error)
     torch.set_num_threads(1)
     with split_scenario(args.scenario, parser.error, args.profile) as (_, _, scenario, split):
         classes = list(scenario.transition.student_classes)
         child = classes.index(split.children[0])
-        for path in args.models:
-            model_file = load_model_file(path)
+        for path, model_file in zip(args.models, model_files, strict=True):
             if list(model_file.classes) != classes:
                 parser.error(f"{path}: classes {list(model_file.classes)}, not {scenario.name}'s")
             logits, masks = test_logits(model_file.build().eval(), scenario.test)

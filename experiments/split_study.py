@@ -15,6 +15,7 @@ from experiments.config import load_config, scenario_configs
 from incremental.data import Scenario, build_scenarios
 from incremental.data.fashion.streams import using_scene_cache
 from incremental.labels import Split
+from incremental.models import ModelFile, load_model_file
 
 
 @contextmanager
@@ -38,3 +39,15 @@ def split_scenario(
         except ValueError as error:
             fail(f"{scenario.name}: {error}")
         yield config, scenario_cfg, scenario, split
+
+
+def read_model_files(paths: list[Path], fail: Callable[[str], NoReturn]) -> list[ModelFile]:
+    """Every model file of ``paths`` read (``load_model_file``), before any scene is drawn: a
+    missing, foreign or damaged file calls ``fail`` with its reason, which names the file."""
+    models = []
+    for path in paths:
+        try:
+            models.append(load_model_file(path))
+        except (OSError, ValueError) as error:
+            fail(str(error))
+    return models

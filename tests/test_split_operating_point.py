@@ -46,3 +46,31 @@ def test_a_bias_moves_the_boundary_between_child_and_remainder_only(bench):
     all_child = bench.biased_scores(logits, masks, 2, 2.0, CLASSES, SPLIT)
     assert all_child["remainder_iou"] == 0.0 and all_child["child_iou"] == pytest.approx(0.5)
     assert torch.equal(logits, scene()[0])  # the model's logits are left as they were
+
+
+@pytest.mark.parametrize("script", ["split_operating_point", "split_features"])
+def test_a_missing_or_foreign_model_file_is_named_before_any_scene_is_drawn(
+    tmp_path, monkeypatch, capsys, script
+):
+    module = load_benchmark(script)
+    drawn = []
+    monkeypatch.setattr(module, "split_scenario", lambda *a, **k: drawn.append(a))
+    foreign = tmp_path / "weights.pt"
+    torch.save({"w": torch.zeros(1)}, foreign)
+    for path, reason in ((tmp_path / "none.pt", "model file not found"),
+                         (foreign, "not an incremental model file")):  # fmt: skip
+        monkeypatch.setattr("sys.argv", [script, "fashion-split", str(path)])
+        with pytest.raises(SystemExit) as stop:
+            module.main()
+        assert stop.value.code == 2
+        error = capsys.readouterr().err
+        assert str(path) in error and reason in error and "Traceback" not in error
+    assert drawn == []
+
+
+def test_biases_that_are_not_numbers_are_named(bench, monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["split_operating_point", "fashion-split", "m.pt",
+                                     "--biases", "0,high"])  # fmt: skip
+    with pytest.raises(SystemExit):
+        bench.main()
+    assert "--biases '0,high'" in capsys.readouterr().err
