@@ -19,11 +19,11 @@ locked by a live experiment is refused; one with fewer runs than its grid names 
 merged, and the summary says so.
 
 A strategy rerun with settings of its own (the oracle trained longer) merges with ``--rerun
-FOLDER``: its runs replace that strategy's runs in the folders merged, and its settings may
-differ from theirs only in the rerun strategies' own entries (``strategy_train.<name>``,
-``strategy_overrides.<name>``). Every run of a rerun strategy must be replaced, so that no
-strategy is reported with two settings; ``sources.yaml`` records the reruns and the settings
-each strategy was run with.
+FOLDER`` (one or several, e.g. one per seed): its runs replace that strategy's runs in the
+folders merged, and its settings may differ from theirs only in the rerun strategies' own
+entries (``strategy_train.<name>``; ``strategy_overrides.<base>`` where every strategy built
+on that base is rerun). Every run of a rerun strategy must be replaced, so that no strategy is
+reported with two settings; ``sources.yaml`` records the reruns and the settings merged.
 """
 
 from __future__ import annotations
@@ -202,79 +202,114 @@ def _replace_reruns(
     teachers: dict[tuple, tuple[Path, tuple]],
     notes: list[str],
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """(settings, results) with each rerun's runs in place of its strategies' runs.
+    """(settings, results) with the reruns' runs in place of their strategies' runs.
 
-    ``settings`` are the first folder's; the result holds each rerun strategy's own entries
-    from its rerun. ``definitions``, ``teachers`` and ``notes`` are ``merge_results``'.
+    A strategy may be rerun across several folders (one per seed) with equal settings of its
+    own; together they must replace every run of it. ``strategy_train.<name>`` may change
+    for a rerun strategy; ``strategy_overrides.<base>`` only where every strategy built on that
+    base (variants too) is rerun. ``settings`` are the first folder's; the result holds the
+    reruns' entries. ``definitions``, ``teachers`` and ``notes`` are ``merge_results``'.
     """
-    combined = {
-        k: (dict(v) if k in RERUN_SETTINGS and isinstance(v, dict) else v)
-        for k, v in settings.items()
-    }
-    origin: dict[str, Path] = {}  # strategy -> the rerun that set its settings
+    loaded = []
     for rerun in reruns:
         config, results = load_experiment(rerun)
         if results.empty:
             raise ConfigError(f"merge: the rerun {rerun} has no finished run (results.csv empty)")
-        rerun_settings = shared_settings(config)
-        strategies = sorted(set(results["strategy"]))
-        changed = differing_keys(settings, rerun_settings)
-        foreign = [
-            k for k in changed
-            if not (k.split(".")[0] in RERUN_SETTINGS and k.split(".")[1:2]
-                    and k.split(".")[1] in strategies)
-        ]  # fmt: skip
+        _check_definitions(definitions, config, rerun)
+        loaded.append((rerun, shared_settings(config), results))
+    held = list(dict.fromkeys(merged["strategy"]))
+    rerun_strategies = {s for _, _, results in loaded for s in results["strategy"]}
+    for rerun, _, results in loaded:
+        foreign = sorted(set(results["strategy"]) - set(held))
         if foreign:
             raise ConfigError(
-                f"merge: the rerun {rerun} was run with other settings than {first} beyond "
-                f"those of its strategies {strategies}: "
-                f"{describe_differences(settings, rerun_settings, foreign, first, rerun)}; a "
-                f"rerun may change only {', '.join(k + '.<strategy>' for k in RERUN_SETTINGS)}"
+                f"merge: the rerun {rerun} holds runs of {foreign}, which the folders merged do "
+                "not: a rerun replaces runs; merge that folder as an experiment instead"
             )
-        _check_definitions(definitions, config, rerun)
-        for strategy in strategies:
-            if strategy in origin:
-                raise ConfigError(
-                    f"merge: {strategy} is rerun in {origin[strategy]} and in {rerun}; merge "
-                    "its reruns first, or name one of them"
-                )
-            origin[strategy] = rerun
-            for key in RERUN_SETTINGS:
-                entries = dict(combined.get(key) or {})
-                entries.pop(strategy, None)
-                own = (rerun_settings.get(key) or {}).get(strategy)
-                if own is not None:
-                    entries[strategy] = own
-                combined[key] = entries
-        keys = set()
+
+    def base(name: str) -> str:  # the strategy a run's name is built on (variants included)
+        entry = definitions.get(f"strategy/{name}", (None, None))[1]
+        return str(entry["strategy"] if entry else name).partition("+")[0]
+
+    built_on: dict[str, set[str]] = {}
+    for name in [*held, *rerun_strategies]:
+        built_on.setdefault(base(name), set()).add(name)
+    # Per key of RERUN_SETTINGS: the entries a rerun may change.
+    own = {
+        "strategy_train": rerun_strategies,
+        "strategy_overrides": {b for b, names in built_on.items() if names <= rerun_strategies},
+    }
+
+    def without(tree: dict[str, Any], entries: dict[str, set[str]]) -> dict[str, Any]:
+        return {
+            k: {n: v for n, v in (tree.get(k) or {}).items() if n not in entries[k]}
+            if k in RERUN_SETTINGS else v
+            for k, v in {**{k: None for k in RERUN_SETTINGS}, **tree}.items()
+        }  # fmt: skip
+
+    combined = without(settings, {k: set() for k in RERUN_SETTINGS})
+    chosen: dict[tuple[str, str], tuple[Path, Any]] = {}  # (key, entry) -> (rerun, value)
+    keys: dict[tuple, Path] = {}  # run -> the rerun that holds it
+    for rerun, rerun_settings, results in loaded:
+        strategies = set(results["strategy"])
+        mine = {
+            "strategy_train": strategies,
+            "strategy_overrides": own["strategy_overrides"] & {base(n) for n in strategies},
+        }
+        a, b = without(settings, mine), without(rerun_settings, mine)
+        changed = differing_keys(a, b)
+        if changed:
+            raise ConfigError(
+                f"merge: the rerun {rerun} was run with other settings than {first} beyond "
+                f"those its strategies {sorted(strategies)} may change: "
+                f"{describe_differences(a, b, changed, first, rerun)}; a rerun may change only "
+                "strategy_train.<its strategy> and strategy_overrides.<base> where every "
+                "strategy built on that base is rerun"
+            )
+        for key, entries in mine.items():
+            for entry in sorted(entries):
+                value = (rerun_settings.get(key) or {}).get(entry)
+                other, first_value = chosen.setdefault((key, entry), (rerun, value))
+                if differing_keys(first_value, value):
+                    raise ConfigError(
+                        f"merge: {key}.{entry} is {first_value!r} in the rerun {other} and "
+                        f"{value!r} in the rerun {rerun}; its reruns must share its settings"
+                    )
+                combined[key].pop(entry, None)
+                if value is not None:
+                    combined[key][entry] = value
         for _, row in results.iterrows():
             key = tuple(row[c] for c in KEY_COLUMNS)
             _check_same_teacher(teachers, row, rerun)
             if key in keys:
-                raise ConfigError(f"merge: the run {_describe(key)} is twice in {rerun}")
-            keys.add(key)
-        old = merged[merged["strategy"].isin(strategies)]
-        missing = [
-            _describe(tuple(row[c] for c in KEY_COLUMNS))
-            for _, row in old.iterrows()
-            if tuple(row[c] for c in KEY_COLUMNS) not in keys
-        ]
-        if missing:
-            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-            shown = ", ".join(missing[:3]) + more
-            raise ConfigError(
-                f"merge: the rerun {rerun} has no {shown}, which the folders merged hold: "
-                "that strategy would be reported with two settings; rerun those runs too, or "
-                "leave them out"
-            )
-        shown = ", ".join(changed) or "none"
-        notes.append(
-            f"{rerun}: {len(results)} run(s) of {', '.join(strategies)} replace "
-            f"{len(old)} run(s) of the folders merged (settings changed: {shown})"
+                where = "twice in" if keys[key] == rerun else f"in {keys[key]} and in"
+                raise ConfigError(f"merge: the run {_describe(key)} is {where} the rerun {rerun}")
+            keys[key] = rerun
+    replaced = merged["strategy"].isin(rerun_strategies)
+    missing = [
+        _describe(key)
+        for key in (tuple(row[c] for c in KEY_COLUMNS) for _, row in merged[replaced].iterrows())
+        if key not in keys
+    ]
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise ConfigError(
+            f"merge: the reruns ({', '.join(str(r) for r, _, _ in loaded)}) have no "
+            f"{', '.join(missing[:3])}{more}, which the folders merged hold: that strategy "
+            "would be reported with two settings; rerun those runs too, or leave them out"
         )
-        merged = pd.concat(
-            [merged[~merged["strategy"].isin(strategies)], results], ignore_index=True
-        )
+    changed = differing_keys(without(settings, {k: set() for k in RERUN_SETTINGS}), combined)
+    notes.append(
+        f"reruns {', '.join(str(r) for r, _, _ in loaded)}: {len(keys)} run(s) of "
+        f"{', '.join(sorted(rerun_strategies))} replace {int(replaced.sum())} run(s) of the "
+        f"folders merged (settings changed: {', '.join(changed) or 'none'})"
+    )
+    merged = pd.concat(
+        [merged[~replaced], *(results for _, _, results in loaded)], ignore_index=True
+    )
+    # The strategies in their first order (a rerun's rows would otherwise come last).
+    order = merged["strategy"].map({s: i for i, s in enumerate(held)})
+    merged = merged.iloc[order.argsort(kind="stable")].reset_index(drop=True)
     return combined, merged
 
 

@@ -225,59 +225,101 @@ def test_real_experiments_merged_equal_the_experiment_of_all_seeds(tmp_path):
 
 
 def test_a_strategy_rerun_with_its_own_settings_replaces_its_runs(tmp_path):
-    """``--rerun``: the oracle trained longer replaces the oracle's runs; the rest stay."""
+    """``--rerun``: the oracle trained longer (one folder per seed) replaces the oracle's runs;
+    the other strategies' stay, in their order."""
     base = experiment(tmp_path / "base", [0, 1], [[0.5, 0.6], [0.4, 0.5], [0.7, 0.8]],
-                      strategies=("candidate-sets", "plop", "joint"))  # fmt: skip
+                      strategies=("candidate-sets", "joint", "plop"),
+                      strategy_train={})  # fmt: skip
     longer = {"joint": {"epochs": 40, "progress_bar": False}}
-    rerun = experiment(tmp_path / "rerun", [0, 1], [[0.75, 0.85]], strategies=("joint",),
-                       strategy_train=longer)  # fmt: skip
-    settings, merged, notes = merge_results([base], [rerun])
+    seed0, seed1 = (
+        experiment(tmp_path / f"rerun{seed}", [seed], [[0.75 + seed / 10]],
+                   strategies=("joint",), strategy_train=longer)
+        for seed in (0, 1)
+    )  # fmt: skip
+    settings, merged, notes = merge_results([base], [seed0, seed1])
     assert len(merged) == 6
+    assert list(dict.fromkeys(merged["strategy"])) == ["candidate-sets", "joint", "plop"]
     joint = merged[merged["strategy"] == "joint"].sort_values("seed")
     assert joint["hiou"].tolist() == [0.75, 0.85]
-    assert merged[merged["strategy"] == "plop"]["hiou"].tolist() == [0.4, 0.5]
+    assert merged[merged["strategy"] == "plop"]["hiou"].tolist() == [0.7, 0.8]
     assert settings["strategy_train"] == {"joint": {"epochs": 40}}
-    assert any(f"{rerun}: 2 run(s) of joint replace 2 run(s)" in n for n in notes)
-    assert "strategy_train.joint.epochs" in notes[-1]
-    # Through the command line: sources.yaml records the rerun and the settings it brought.
-    assert main([str(tmp_path / "out"), str(base), "--rerun", str(rerun)]) == 0
+    assert notes[-1] == (
+        f"reruns {seed0}, {seed1}: 2 run(s) of joint replace 2 run(s) of the folders merged "
+        "(settings changed: strategy_train.joint)"
+    )
+    # Through the command line: sources.yaml records the reruns and the settings they brought.
+    argv = [str(tmp_path / "out"), str(base), "--rerun", str(seed0), "--rerun", str(seed1)]
+    assert main(argv) == 0
     sources = yaml.safe_load((tmp_path / "out" / "sources.yaml").read_text())
-    assert sources["reruns"] == [str(rerun)]
+    assert sources["reruns"] == [str(seed0), str(seed1)]
     assert sources["settings"]["strategy_train"]["joint"] == {"epochs": 40}
-    assert f"reruns {rerun}" in (tmp_path / "out" / "summary.md").read_text()
+    assert f"reruns {seed0}, {seed1}" in (tmp_path / "out" / "summary.md").read_text()
+
+
+def variant(name, strategy="candidate-sets", **settings):
+    return {"name": name, "strategy": strategy, "settings": settings}
+
+
+def test_a_rerun_may_change_a_base_s_overrides_only_with_every_strategy_built_on_it(tmp_path):
+    """``strategy_overrides.candidate-sets`` applies to its variants too: changing it in a
+    rerun replaces them all, or is refused."""
+    both = ("candidate-sets", variant("cs-x", refine_threshold=0.9))
+    base = experiment(tmp_path / "base", [0], [[0.5], [0.4]], strategies=both)
+    changed = {"strategy_overrides": {"candidate-sets": {"kd_weight": 2}}}
+    alone = experiment(tmp_path / "alone", [0], [[0.6]], strategies=("candidate-sets",),
+                       **changed)  # fmt: skip
+    with pytest.raises(ConfigError, match=re.escape(
+        "strategy_overrides.candidate-sets ('<absent>' in"
+    )):  # fmt: skip
+        merge_results([base], [alone])
+    together = experiment(tmp_path / "together", [0], [[0.6], [0.45]], strategies=both, **changed)
+    settings, merged, _ = merge_results([base], [together])
+    assert settings["strategy_overrides"] == {"candidate-sets": {"kd_weight": 2}}
+    assert sorted(merged["hiou"]) == [0.45, 0.6]
 
 
 @pytest.mark.parametrize(
-    ("changes", "seeds", "error"),
+    ("changes", "seeds", "strategies", "error"),
     [
         # A setting of everyone's changes: not a rerun of one strategy.
-        ({"train": {**SETTINGS["train"], "epochs": 20}}, [0, 1],
-         "beyond those of its strategies ['joint']: train.epochs (6 in"),
+        ({"train": {**SETTINGS["train"], "epochs": 20}}, [0, 1], ("joint",),
+         "beyond those its strategies ['joint'] may change: train.epochs (6 in"),
         # Another strategy's own settings: the rerun did not run it.
-        ({"strategy_train": {"plop": {"epochs": 9}}}, [0, 1],
+        ({"strategy_train": {"plop": {"epochs": 9}}}, [0, 1], ("joint",),
          "strategy_train.plop ('<absent>' in"),
         # Seed 1 of joint would stay at the old settings.
-        ({"strategy_train": {"joint": {"epochs": 40}}}, [0],
-         "has no s joint seed 1, which the folders merged hold"),
+        ({"strategy_train": {"joint": {"epochs": 40}}}, [0], ("joint",),
+         "have no s joint seed 1, which the folders merged hold"),
+        # A strategy the folders do not hold: nothing to replace (a typo, another folder).
+        ({}, [0, 1], ("plop",), "holds runs of ['plop'], which the folders merged do not"),
     ],
 )  # fmt: skip
-def test_a_rerun_that_would_mix_settings_is_refused(tmp_path, changes, seeds, error):
+def test_a_rerun_that_would_mix_settings_is_refused(tmp_path, changes, seeds, strategies, error):
     base = experiment(tmp_path / "base", [0, 1], [[0.5, 0.6], [0.7, 0.8]],
                       strategies=("candidate-sets", "joint"))  # fmt: skip
-    rerun = experiment(tmp_path / "rerun", seeds, [[0.75] * len(seeds)], strategies=("joint",),
+    rerun = experiment(tmp_path / "rerun", seeds, [[0.75] * len(seeds)], strategies=strategies,
                        **changes)  # fmt: skip
     with pytest.raises(ConfigError, match=re.escape(error)):
         merge_results([base], [rerun])
 
 
-def test_two_reruns_of_one_strategy_and_a_rerun_from_another_old_model_are_refused(tmp_path):
-    base = experiment(tmp_path / "base", [0], [[0.5], [0.7]], strategies=("plop", "joint"))
-    longer = {"strategy_train": {"joint": {"epochs": 40}}}
-    a = experiment(tmp_path / "a", [0], [[0.75]], strategies=("joint",), **longer)
-    b = experiment(tmp_path / "b", [0], [[0.76]], strategies=("joint",), **longer)
-    with pytest.raises(ConfigError, match=re.escape(f"joint is rerun in {a} and in {b}")):
+def test_reruns_of_one_strategy_must_agree_and_pair_with_the_old_models(tmp_path):
+    base = experiment(tmp_path / "base", [0, 1], [[0.5, 0.6], [0.7, 0.8]],
+                      strategies=("plop", "joint"))  # fmt: skip
+    a = experiment(tmp_path / "a", [0], [[0.75]], strategies=("joint",),
+                   strategy_train={"joint": {"epochs": 40}})  # fmt: skip
+    b = experiment(tmp_path / "b", [1], [[0.76]], strategies=("joint",),
+                   strategy_train={"joint": {"epochs": 50}})  # fmt: skip
+    with pytest.raises(ConfigError, match=re.escape(
+        f"strategy_train.joint is {{'epochs': 40}} in the rerun {a} and {{'epochs': 50}} in the "
+        f"rerun {b}"
+    )):  # fmt: skip
         merge_results([base], [a, b])
-    other = experiment(tmp_path / "other", [0], [[0.75]], strategies=("joint",), teacher=0.73,
-                       **longer)  # fmt: skip
+    again = experiment(tmp_path / "again", [0, 1], [[0.7, 0.8]], strategies=("joint",),
+                       strategy_train={"joint": {"epochs": 40}})  # fmt: skip
+    with pytest.raises(ConfigError, match=re.escape(f"s joint seed 0 is in {a} and in the rerun")):
+        merge_results([base], [a, again])
+    other = experiment(tmp_path / "other", [0, 1], [[0.7, 0.8]], strategies=("joint",),
+                       teacher=0.73, strategy_train={"joint": {"epochs": 40}})  # fmt: skip
     with pytest.raises(ConfigError, match="started from different old models"):
         merge_results([base], [other])
