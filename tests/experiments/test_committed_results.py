@@ -16,18 +16,57 @@ from experiments.merge import load_experiment, merge_results, shared_settings
 
 RESULTS = Path(__file__).parents[2] / "results"
 FOLDERS = sorted(p.parent for p in RESULTS.glob("*/*/config.yaml"))
+#: Strategy reruns (``experiments.merge --rerun``): each replaces its strategies' runs in the
+#: other folders of its group, whose settings for those strategies are then older than today's.
+RERUNS = [RESULTS / "full-profile" / "jd40"]
+
+
+def todays_settings(saved: dict) -> dict:
+    """The shared settings today's profile computes for a saved experiment's grid."""
+    grid = {k: saved[k] for k in ("profile", "scenarios", "strategies", "seeds", "old_model_seed")}
+    return shared_settings(OmegaConf.to_container(load_config(None, grid), resolve=True))
+
+
+def rerun_strategies(folder: Path) -> set[str]:
+    """The strategies the reruns of ``folder``'s group replace (none for a rerun itself)."""
+    if folder in RERUNS:
+        return set()
+    reruns = [r for r in RERUNS if r.parent == folder.parent]
+    return {s for r in reruns for s in load_experiment(r)[0]["strategies"]}
 
 
 def test_there_are_committed_results():
     assert FOLDERS, f"no experiment folders under {RESULTS}"
+    assert set(RERUNS) <= set(FOLDERS), "a rerun named here is not committed"
+
+
+def not_run(saved: dict) -> set[str]:
+    """Strategies with a ``strategy_train`` entry today that the experiment did not run (their
+    loop settings changed none of its runs)."""
+    ran = {e["name"] if isinstance(e, dict) else e.partition("+")[0] for e in saved["strategies"]}
+    return set(todays_settings(saved).get("strategy_train") or {}) - ran
 
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: str(p.relative_to(RESULTS)))
 def test_committed_results_match_todays_profile(folder):
+    """Equal to today's settings, but for the loop settings of strategies a rerun replaces or
+    the experiment did not run."""
     saved, results = load_experiment(folder)
-    grid = {k: saved[k] for k in ("profile", "scenarios", "strategies", "seeds", "old_model_seed")}
-    today = OmegaConf.to_container(load_config(None, grid), resolve=True)
-    assert differing_keys(shared_settings(saved), shared_settings(today)) == []
+    replaced = tuple(f"strategy_train.{s}" for s in rerun_strategies(folder) | not_run(saved))
+    changed = differing_keys(shared_settings(saved), todays_settings(saved))
+    assert [k for k in changed if not any(k == r or k.startswith(f"{r}.") for r in replaced)] == []
     expected = len(saved["scenarios"]) * len(saved["strategies"]) * len(saved["seeds"])
     assert len(results) == expected
     assert len(merge_results([folder])[1]) == expected
+
+
+@pytest.mark.parametrize("rerun", RERUNS, ids=lambda p: str(p.relative_to(RESULTS)))
+def test_a_group_with_its_reruns_merges_into_todays_profile(rerun):
+    """README's merge command for the group (its folders, ``--rerun`` the rerun) holds today's
+    settings for every strategy."""
+    folders = [f for f in FOLDERS if f.parent == rerun.parent and f not in RERUNS]
+    settings, merged, _ = merge_results(folders, [rerun])
+    saved = load_experiment(folders[0])[0]
+    today = todays_settings(saved)
+    assert differing_keys(settings, today) == []
+    assert len(merged) == sum(len(load_experiment(f)[1]) for f in folders)
