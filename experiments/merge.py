@@ -150,7 +150,7 @@ def merge_results(
             notes.append(f"{folder}: {len(results)} of the {expected} runs its grid names")
         keep = []
         for index, row in results.iterrows():
-            key = tuple(row[c] for c in KEY_COLUMNS)
+            key = _run_key(row)
             _check_same_teacher(teachers, row, folder)
             if key not in seen:
                 seen[key] = (folder, row)
@@ -247,7 +247,8 @@ def _replace_reruns(
             for k, v in {**{k: None for k in RERUN_SETTINGS}, **tree}.items()
         }  # fmt: skip
 
-    combined = without(settings, {k: set() for k in RERUN_SETTINGS})
+    original = without(settings, {k: set() for k in RERUN_SETTINGS})  # every key a dict
+    combined = {k: dict(v) if k in RERUN_SETTINGS else v for k, v in original.items()}
     chosen: dict[tuple[str, str], tuple[Path, Any]] = {}  # (key, entry) -> (rerun, value)
     keys: dict[tuple, Path] = {}  # run -> the rerun that holds it
     for rerun, rerun_settings, results in loaded:
@@ -279,7 +280,7 @@ def _replace_reruns(
                 if value is not None:
                     combined[key][entry] = value
         for _, row in results.iterrows():
-            key = tuple(row[c] for c in KEY_COLUMNS)
+            key = _run_key(row)
             _check_same_teacher(teachers, row, rerun)
             if key in keys:
                 where = "twice in" if keys[key] == rerun else f"in {keys[key]} and in"
@@ -287,10 +288,9 @@ def _replace_reruns(
             keys[key] = rerun
     replaced = merged["strategy"].isin(rerun_strategies)
     missing = [
-        _describe(key)
-        for key in (tuple(row[c] for c in KEY_COLUMNS) for _, row in merged[replaced].iterrows())
-        if key not in keys
-    ]
+        _describe(_run_key(row)) for _, row in merged[replaced].iterrows()
+        if _run_key(row) not in keys
+    ]  # fmt: skip
     if missing:
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         raise ConfigError(
@@ -298,7 +298,7 @@ def _replace_reruns(
             f"{', '.join(missing[:3])}{more}, which the folders merged hold: that strategy "
             "would be reported with two settings; rerun those runs too, or leave them out"
         )
-    changed = differing_keys(without(settings, {k: set() for k in RERUN_SETTINGS}), combined)
+    changed = differing_keys(original, combined)
     notes.append(
         f"reruns {', '.join(str(r) for r, _, _ in loaded)}: {len(keys)} run(s) of "
         f"{', '.join(sorted(rerun_strategies))} replace {int(replaced.sum())} run(s) of the "
@@ -346,6 +346,11 @@ def _check_same_teacher(teachers: dict, row: pd.Series, folder: Path) -> None:
             f"{folder} started from different old models ({shown}), so they do not pair by "
             "seed; merge one of them"
         )
+
+
+def _run_key(row: pd.Series) -> tuple[Any, ...]:
+    """A run's identity: its (scenario, strategy, seed, replay)."""
+    return tuple(row[c] for c in KEY_COLUMNS)
 
 
 def _describe(key: tuple[Any, ...]) -> str:
