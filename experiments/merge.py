@@ -11,12 +11,14 @@ Only experiments of the same settings merge: every config key but the grid (scen
 strategies, seeds) and the flags that do not change a result must be equal, with the same type
 (``limit_train_batches`` 1 is one batch, 1.0 all of them), else the error names the key, both
 values and both folders; a strategy variant or inline scenario two folders name must be defined
-alike. A run (scenario, strategy, replay, seed) found twice is kept once when its scores are
-equal (a deterministic rerun; compared exactly, on the score columns both rows have) and is an
-error otherwise. Runs of one (scenario, seed) from two folders must have started from the same
-old model (results.csv's ``old_model_*`` columns): the summary pairs them by seed. A folder
-locked by a live experiment is refused; one with fewer runs than its grid names is
-merged, and the summary says so.
+alike. A strategy's own settings (``strategy_train.<name>``, ``strategy_overrides.<base>``)
+count only in folders holding runs of it: those must agree on them, and a folder that did not
+run it may have any (they changed none of its results). A run (scenario, strategy, replay,
+seed) found twice is kept once when its scores are equal (a deterministic rerun; compared
+exactly, on the score columns both rows have) and is an error otherwise. Runs of one (scenario,
+seed) from two folders must have started from the same old model (results.csv's ``old_model_*``
+columns): the summary pairs them by seed. A folder locked by a live experiment is refused; one
+with fewer runs than its grid names is merged, and the summary says so.
 
 A strategy rerun with settings of its own (the oracle trained longer) merges with ``--rerun
 FOLDER`` (one or several, e.g. one per seed): its runs replace that strategy's runs in the
@@ -130,17 +132,30 @@ def merge_results(
     """
     if not folders:
         raise ConfigError("merge: name at least one experiment folder")
-    settings: dict[str, Any] | None = None  # the first folder's, which the others must match
+    common: dict[str, Any] | None = None  # the first folder's, which the others must match
+    entries: dict[tuple[str, str], tuple[Path, Any]] = {}  # per-strategy settings, first seen
     definitions: dict[str, tuple[Path, Any]] = {}  # filled by the first folder naming each
     frames, notes = [], []
     seen: dict[tuple, tuple[Path, pd.Series]] = {}
     teachers: dict[tuple, tuple[Path, tuple]] = {}  # (scenario, seed) -> the old model's scores
     for folder in folders:
         config, results = load_experiment(folder)
-        if settings is None:
-            settings = shared_settings(config)
-        _check_settings(settings, shared_settings(config), folders[0], folder)
+        settings = shared_settings(config)
+        if common is None:
+            common = _common_settings(settings)
+        _check_settings(common, _common_settings(settings), folders[0], folder)
         _check_definitions(definitions, config, folder)
+        ran = set(results["strategy"])
+        for (key, entry), value in _strategy_entries(settings, ran, definitions).items():
+            first_folder, first_value = entries.setdefault((key, entry), (folder, value))
+            if differing_keys(first_value, value):
+                a, b = _entry_tree(key, entry, first_value), _entry_tree(key, entry, value)
+                raise ConfigError(
+                    f"merge: {folder} ran {_strategies_of(key, entry)} with other settings than "
+                    f"{first_folder}: "
+                    f"{describe_differences(a, b, differing_keys(a, b), first_folder, folder)}; "
+                    "runs of one strategy merge only with the same settings"
+                )
         expected = (
             len(config.get("scenarios") or [])
             * len(config.get("strategies") or [])
@@ -172,11 +187,60 @@ def merge_results(
             f"merge: no finished run in {', '.join(str(f) for f in folders)} (results.csv empty)"
         )
     merged = pd.concat([f for f in frames if len(f)], ignore_index=True)
+    values = {k: value for k, (_, value) in entries.items()}
     if reruns:
-        settings, merged = _replace_reruns(
-            settings, merged, reruns, folders[0], definitions, teachers, notes
+        values, merged = _replace_reruns(
+            common, values, merged, reruns, folders[0], definitions, teachers, notes
         )
-    return settings, results_frame(merged.to_dict("records")), notes
+    return _with_entries(common, values), results_frame(merged.to_dict("records")), notes
+
+
+def _common_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` with the per-strategy keys (``RERUN_SETTINGS``) blanked, compared apart
+    (kept in place so that the merged settings keep their order)."""
+    return {k: None if k in RERUN_SETTINGS else v for k, v in settings.items()}
+
+
+def _base(name: str, definitions: dict[str, tuple[Path, Any]]) -> str:
+    """The registered strategy a run's strategy name is built on (a variant's, its own)."""
+    entry = definitions.get(f"strategy/{name}", (None, None))[1]
+    return str(entry["strategy"] if entry else name).partition("+")[0]
+
+
+def _strategy_entries(
+    settings: dict[str, Any], strategies: set[str], definitions: dict[str, tuple[Path, Any]]
+) -> dict[tuple[str, str], Any]:
+    """The per-strategy settings that act on runs of ``strategies`` (results.csv's names):
+    ``(key, entry) -> value`` (None where absent) for ``strategy_train.<name>`` and
+    ``strategy_overrides.<base>``. An entry for a strategy a folder did not run changed none of
+    its results, so it is not compared."""
+    found: dict[tuple[str, str], Any] = {}
+    for name in sorted(strategies):
+        for key, entry in (
+            ("strategy_train", name),
+            ("strategy_overrides", _base(name, definitions)),
+        ):
+            found[(key, entry)] = (settings.get(key) or {}).get(entry)
+    return found
+
+
+def _entry_tree(key: str, entry: str, value: Any) -> dict[str, Any]:
+    """One per-strategy setting as a config tree (absent where None), for an error."""
+    return {key: {} if value is None else {entry: value}}
+
+
+def _strategies_of(key: str, entry: str) -> str:
+    return f"the strategies built on {entry!r}" if key == "strategy_overrides" else repr(entry)
+
+
+def _with_entries(common: dict[str, Any], values: dict[tuple[str, str], Any]) -> dict[str, Any]:
+    """The merged settings: ``common`` and the per-strategy settings of the strategies run."""
+    settings = {**common}
+    settings.update({k: {} for k in RERUN_SETTINGS})
+    for (key, entry), value in sorted(values.items()):
+        if value is not None:
+            settings[key][entry] = value
+    return settings
 
 
 def _check_definitions(
@@ -194,21 +258,23 @@ def _check_definitions(
 
 
 def _replace_reruns(
-    settings: dict[str, Any],
+    common: dict[str, Any],
+    values: dict[tuple[str, str], Any],
     merged: pd.DataFrame,
     reruns: Sequence[Path],
     first: Path,
     definitions: dict[str, tuple[Path, Any]],
     teachers: dict[tuple, tuple[Path, tuple]],
     notes: list[str],
-) -> tuple[dict[str, Any], pd.DataFrame]:
-    """(settings, results) with the reruns' runs in place of their strategies' runs.
+) -> tuple[dict[tuple[str, str], Any], pd.DataFrame]:
+    """(per-strategy settings, results) with the reruns' runs in place of their strategies'.
 
     A strategy may be rerun across several folders (one per seed) with equal settings of its
     own; together they must replace every run of it. ``strategy_train.<name>`` may change
     for a rerun strategy; ``strategy_overrides.<base>`` only where every strategy built on that
-    base (variants too) is rerun. ``settings`` are the first folder's; the result holds the
-    reruns' entries. ``definitions``, ``teachers`` and ``notes`` are ``merge_results``'.
+    base (variants too) is rerun; every other setting must be ``common``. ``values`` are the
+    folders' per-strategy settings (``(key, entry) -> value``); the result holds the reruns'.
+    ``definitions``, ``teachers`` and ``notes`` are ``merge_results``'.
     """
     loaded = []
     for rerun in reruns:
@@ -226,40 +292,27 @@ def _replace_reruns(
                 f"merge: the rerun {rerun} holds runs of {foreign}, which the folders merged do "
                 "not: a rerun replaces runs; merge that folder as an experiment instead"
             )
-
-    def base(name: str) -> str:  # the strategy a run's name is built on (variants included)
-        entry = definitions.get(f"strategy/{name}", (None, None))[1]
-        return str(entry["strategy"] if entry else name).partition("+")[0]
-
     built_on: dict[str, set[str]] = {}
     for name in [*held, *rerun_strategies]:
-        built_on.setdefault(base(name), set()).add(name)
-    # Per key of RERUN_SETTINGS: the entries a rerun may change.
-    own = {
-        "strategy_train": rerun_strategies,
-        "strategy_overrides": {b for b, names in built_on.items() if names <= rerun_strategies},
-    }
-
-    def without(tree: dict[str, Any], entries: dict[str, set[str]]) -> dict[str, Any]:
-        return {
-            k: {n: v for n, v in (tree.get(k) or {}).items() if n not in entries[k]}
-            if k in RERUN_SETTINGS else v
-            for k, v in {**{k: None for k in RERUN_SETTINGS}, **tree}.items()
-        }  # fmt: skip
-
-    original = without(settings, {k: set() for k in RERUN_SETTINGS})  # every key a dict
-    combined = {k: dict(v) if k in RERUN_SETTINGS else v for k, v in original.items()}
+        built_on.setdefault(_base(name, definitions), set()).add(name)
+    # The bases whose overrides a rerun may change: every strategy built on them is rerun.
+    own_bases = {b for b, names in built_on.items() if names <= rerun_strategies}
     chosen: dict[tuple[str, str], tuple[Path, Any]] = {}  # (key, entry) -> (rerun, value)
     keys: dict[tuple, Path] = {}  # run -> the rerun that holds it
     for rerun, rerun_settings, results in loaded:
         strategies = set(results["strategy"])
-        mine = {
-            "strategy_train": strategies,
-            "strategy_overrides": own["strategy_overrides"] & {base(n) for n in strategies},
-        }
-        a, b = without(settings, mine), without(rerun_settings, mine)
-        changed = differing_keys(a, b)
+        changed = differing_keys(common, _common_settings(rerun_settings))
+        own = _strategy_entries(rerun_settings, strategies, definitions)
+        # Overrides of a base not wholly rerun: the other strategies on it keep them.
+        kept = {
+            k: value for k, value in own.items()
+            if k[0] == "strategy_overrides" and k[1] not in own_bases
+        }  # fmt: skip
+        before = {k: values.get(k) for k in kept}
+        changed += differing_keys(_with_entries({}, before), _with_entries({}, kept))
         if changed:
+            a = {**common, **_with_entries({}, before)}
+            b = {**_common_settings(rerun_settings), **_with_entries({}, kept)}
             raise ConfigError(
                 f"merge: the rerun {rerun} was run with other settings than {first} beyond "
                 f"those its strategies {sorted(strategies)} may change: "
@@ -267,18 +320,16 @@ def _replace_reruns(
                 "strategy_train.<its strategy> and strategy_overrides.<base> where every "
                 "strategy built on that base is rerun"
             )
-        for key, entries in mine.items():
-            for entry in sorted(entries):
-                value = (rerun_settings.get(key) or {}).get(entry)
-                other, first_value = chosen.setdefault((key, entry), (rerun, value))
-                if differing_keys(first_value, value):
-                    raise ConfigError(
-                        f"merge: {key}.{entry} is {first_value!r} in the rerun {other} and "
-                        f"{value!r} in the rerun {rerun}; its reruns must share its settings"
-                    )
-                combined[key].pop(entry, None)
-                if value is not None:
-                    combined[key][entry] = value
+        for entry_key, value in own.items():
+            if entry_key in kept:
+                continue
+            other, first_value = chosen.setdefault(entry_key, (rerun, value))
+            if differing_keys(first_value, value):
+                key, entry = entry_key
+                raise ConfigError(
+                    f"merge: {key}.{entry} is {first_value!r} in the rerun {other} and "
+                    f"{value!r} in the rerun {rerun}; its reruns must share its settings"
+                )
         for _, row in results.iterrows():
             key = _run_key(row)
             _check_same_teacher(teachers, row, rerun)
@@ -298,7 +349,8 @@ def _replace_reruns(
             f"{', '.join(missing[:3])}{more}, which the folders merged hold: that strategy "
             "would be reported with two settings; rerun those runs too, or leave them out"
         )
-    changed = differing_keys(original, combined)
+    combined = {**values, **{k: value for k, (_, value) in chosen.items()}}
+    changed = differing_keys(_with_entries({}, values), _with_entries({}, combined))
     notes.append(
         f"reruns {', '.join(str(r) for r, _, _ in loaded)}: {len(keys)} run(s) of "
         f"{', '.join(sorted(rerun_strategies))} replace {int(replaced.sum())} run(s) of the "

@@ -78,8 +78,6 @@ def test_display_settings_and_the_profile_label_may_differ(tmp_path):
     [
         ({"train": {**SETTINGS["train"], "epochs": 20}}, "train.epochs (6 in A, 20 in B)"),
         ({"old_model_seed": 0}, "old_model_seed (None in A, 0 in B)"),
-        ({"strategy_train": {"joint": {"epochs": 30}}},
-         "strategy_train.joint.epochs (20 in A, 30 in B)"),
         # 1 batch is not 1.0 (all of them), though 1 == 1.0 in Python.
         ({"train": {**SETTINGS["train"], "lr": 0.005, "limit_train_batches": 1}},
          "train.limit_train_batches ('<absent>' in A, 1 in B)"),
@@ -92,6 +90,52 @@ def test_other_settings_are_refused_naming_key_values_and_folders(tmp_path, chan
     expected = shown.replace(" in A", f" in {a}").replace(" in B", f" in {b}")
     with pytest.raises(ConfigError, match=re.escape(expected)):
         merge_results([a, b])
+
+
+def test_a_strategy_s_own_settings_count_where_its_runs_are(tmp_path):
+    """``strategy_train.<s>`` and ``strategy_overrides.<base of s>`` act on runs of ``s``
+    only: two folders holding runs of ``s`` must agree on them; a folder that did not run ``s``
+    may have any (an older profile's, a study's), and the merged settings are the runner's."""
+    both = ("candidate-sets", "joint")
+    a = experiment(tmp_path / "a", [0], [[0.5], [0.4]], strategies=both)
+    b = experiment(tmp_path / "b", [1], [[0.5], [0.4]], strategies=both,
+                   strategy_train={"joint": {"epochs": 30}})  # fmt: skip
+    with pytest.raises(ConfigError, match=re.escape(
+        f"merge: {b} ran 'joint' with other settings than {a}: strategy_train.joint.epochs "
+        f"(20 in {a}, 30 in {b}); runs of one strategy merge only with the same settings"
+    )):  # fmt: skip
+        merge_results([a, b])
+    # Without joint's runs, b's entry for it acts on nothing: the merge keeps a's.
+    study = experiment(
+        tmp_path / "study",
+        [1],
+        [[0.5]],
+        strategies=("candidate-sets",),
+        strategy_train={"joint": {"epochs": 30}, "candidate-sets": {"lr": 0.001}},
+    )
+    with pytest.raises(ConfigError, match=re.escape(
+        f"ran 'candidate-sets' with other settings than {a}: strategy_train.candidate-sets "
+        f"('<absent>' in {a}, {{'lr': 0.001}} in {study})"
+    )):  # fmt: skip
+        merge_results([a, study])
+    study = experiment(tmp_path / "study2", [1], [[0.5]], strategies=("candidate-sets",),
+                       strategy_train={"joint": {"epochs": 30}})  # fmt: skip
+    settings, merged, _ = merge_results([a, study])
+    assert len(merged) == 3 and settings["strategy_train"] == {"joint": {"epochs": 20}}
+    settings, _, _ = merge_results([study, a])
+    assert settings["strategy_train"] == {"joint": {"epochs": 20}}
+    # A base's overrides act on its variants too.
+    overridden = experiment(
+        tmp_path / "v",
+        [1],
+        [[0.5]],
+        strategies=(variant("cs-x"),),
+        strategy_overrides={"candidate-sets": {"kd_weight": 2}},
+    )
+    with pytest.raises(ConfigError, match=re.escape(
+        "ran the strategies built on 'candidate-sets' with other settings than"
+    )):  # fmt: skip
+        merge_results([a, overridden])
 
 
 def test_a_variant_defined_differently_is_refused(tmp_path):
@@ -284,9 +328,6 @@ def test_a_rerun_may_change_a_base_s_overrides_only_with_every_strategy_built_on
         # A setting of everyone's changes: not a rerun of one strategy.
         ({"train": {**SETTINGS["train"], "epochs": 20}}, [0, 1], ("joint",),
          "beyond those its strategies ['joint'] may change: train.epochs (6 in"),
-        # Another strategy's own settings: the rerun did not run it.
-        ({"strategy_train": {"plop": {"epochs": 9}}}, [0, 1], ("joint",),
-         "strategy_train.plop ('<absent>' in"),
         # Seed 1 of joint would stay at the old settings.
         ({"strategy_train": {"joint": {"epochs": 40}}}, [0], ("joint",),
          "have no s joint seed 1, which the folders merged hold"),
@@ -301,6 +342,29 @@ def test_a_rerun_that_would_mix_settings_is_refused(tmp_path, changes, seeds, st
                        **changes)  # fmt: skip
     with pytest.raises(ConfigError, match=re.escape(error)):
         merge_results([base], [rerun])
+
+
+def test_a_rerun_s_settings_for_strategies_it_did_not_run_are_not_its_own(tmp_path):
+    """A rerun of joint with another entry for plop (which it did not run) changes nothing of
+    plop: the merged settings keep the folders' entries for the strategies they ran."""
+    base = experiment(
+        tmp_path / "base",
+        [0, 1],
+        [[0.5, 0.6], [0.7, 0.8]],
+        strategies=("plop", "joint"),
+        strategy_train={"plop": {"epochs": 8}},
+    )
+    rerun = experiment(
+        tmp_path / "rerun",
+        [0, 1],
+        [[0.75, 0.85]],
+        strategies=("joint",),
+        strategy_train={"plop": {"epochs": 9}, "joint": {"epochs": 40}},
+    )
+    settings, merged, notes = merge_results([base], [rerun])
+    assert settings["strategy_train"] == {"plop": {"epochs": 8}, "joint": {"epochs": 40}}
+    assert merged[merged["strategy"] == "joint"]["hiou"].tolist() == [0.75, 0.85]
+    assert notes[-1].endswith("(settings changed: strategy_train.joint)")
 
 
 def test_reruns_of_one_strategy_must_agree_and_pair_with_the_old_models(tmp_path):
