@@ -105,6 +105,27 @@ def test_replay_adds_old_images_instead_of_taking_the_new_ones_place(new_class_s
     )
 
 
+def test_the_oracle_without_replay_sees_the_new_images_alone_fully_labeled(split_scenario):
+    """``joint-distilled`` with ``replay: false`` (``studies/evidence.yaml``): the new images,
+    with every class labeled, and no old image; the distillation stays, so it differs from
+    candidate sets without replay only in the labels."""
+    from incremental.workflow import step_data
+
+    strategy = create_strategy("joint-distilled", {"replay": False})
+    data = step_data(split_scenario, strategy)
+    assert data.sources == [split_scenario.new_train_full] and data.shares is None
+    assert data.num_new == 1 and strategy.uses_teacher
+    # Full labels: the remainder (never labeled on the partial new images) is a class there.
+    child, remainder = "sneaker", "footwear_other"
+    table = CandidateSetTable([s.declaration for s in data.sources], split_scenario.transition)
+    declared = table.declared[0].nonzero().flatten().tolist()
+    sets = [table.candidate_set(table.dataset_names[0], value) for value in declared]
+    singletons = {next(iter(members)) for members in sets if len(members) == 1}
+    assert {child, remainder} <= singletons
+    with_replay = step_data(split_scenario, create_strategy("joint-distilled"))
+    assert with_replay.sources == [split_scenario.new_train_full, split_scenario.old_train_full]
+
+
 def _is_channels_last(model: torch.nn.Module) -> list[bool]:
     return [
         p.is_contiguous(memory_format=torch.channels_last)

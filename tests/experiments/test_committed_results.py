@@ -21,10 +21,22 @@ FOLDERS = sorted(p.parent for p in RESULTS.glob("*/*/config.yaml"))
 RERUNS = [RESULTS / "full-profile" / "jd40"]
 
 
+STUDIES = Path(__file__).parents[2] / "experiments" / "configs" / "studies"
+
+
+def study_config(name: str) -> Path | None:
+    """The shipped study config named ``name`` (its ``name:`` key), if any."""
+    found = [p for p in sorted(STUDIES.glob("*.yaml")) if load_config(p).name == name]
+    assert len(found) <= 1, f"studies named {name!r} twice: {found}"
+    return found[0] if found else None
+
+
 def todays_settings(saved: dict) -> dict:
-    """The shared settings today's profile computes for a saved experiment's grid."""
+    """The shared settings today's profile (and the study of that name, for a study's rows)
+    computes for a saved experiment's grid."""
     grid = {k: saved[k] for k in ("profile", "scenarios", "strategies", "seeds", "old_model_seed")}
-    return shared_settings(OmegaConf.to_container(load_config(None, grid), resolve=True))
+    config = load_config(study_config(saved["name"]), grid)
+    return shared_settings(OmegaConf.to_container(config, resolve=True))
 
 
 def rerun_strategies(folder: Path) -> set[str]:
