@@ -190,7 +190,7 @@ def merge_results(
     values = {k: value for k, (_, value) in entries.items()}
     if reruns:
         values, merged = _replace_reruns(
-            common, values, merged, reruns, folders[0], definitions, teachers, notes
+            common, entries, merged, reruns, folders[0], definitions, teachers, notes
         )
     return _with_entries(common, values), results_frame(merged.to_dict("records")), notes
 
@@ -220,7 +220,8 @@ def _strategy_entries(
             ("strategy_train", name),
             ("strategy_overrides", _base(name, definitions)),
         ):
-            found[(key, entry)] = (settings.get(key) or {}).get(entry)
+            # An empty entry is no entry, as the runner reads it (display settings stripped).
+            found[(key, entry)] = (settings.get(key) or {}).get(entry) or None
     return found
 
 
@@ -247,19 +248,35 @@ def _check_definitions(
     definitions: dict[str, tuple[Path, Any]], config: dict[str, Any], folder: Path
 ) -> None:
     """A strategy variant or inline scenario ``folder`` names must be defined as in the first
-    folder naming it (``definitions``, filled here)."""
+    folder naming it (``definitions``, filled here), and a strategy name may not be a variant
+    in one folder and the registered strategy in another."""
+    plain = {str(e).partition("+")[0] for e in config.get("strategies") or [] if isinstance(e, str)}
     for name, entry in grid_definitions(config).items():
+        if name.startswith("strategy/") and f"plain-{name}" in definitions:
+            first_folder = definitions[f"plain-{name}"][0]
+            raise ConfigError(
+                f"merge: {name} is the registered strategy in {first_folder} and the variant "
+                f"{entry!r} in {folder}; rename the variant"
+            )
         first_folder, first_entry = definitions.setdefault(name, (folder, entry))
         if differing_keys(first_entry, entry):
             raise ConfigError(
                 f"merge: {name} is {first_entry!r} in {first_folder} and {entry!r} in "
                 f"{folder}; rename one of them"
             )
+    for name in sorted(plain):
+        variant = definitions.get(f"strategy/{name}")
+        if variant is not None:
+            raise ConfigError(
+                f"merge: strategy/{name} is the variant {variant[1]!r} in {variant[0]} and the "
+                f"registered strategy in {folder}; rename the variant"
+            )
+        definitions.setdefault(f"plain-strategy/{name}", (folder, name))
 
 
 def _replace_reruns(
     common: dict[str, Any],
-    values: dict[tuple[str, str], Any],
+    entries: dict[tuple[str, str], tuple[Path, Any]],
     merged: pd.DataFrame,
     reruns: Sequence[Path],
     first: Path,
@@ -272,10 +289,13 @@ def _replace_reruns(
     A strategy may be rerun across several folders (one per seed) with equal settings of its
     own; together they must replace every run of it. ``strategy_train.<name>`` may change
     for a rerun strategy; ``strategy_overrides.<base>`` only where every strategy built on that
-    base (variants too) is rerun; every other setting must be ``common``. ``values`` are the
-    folders' per-strategy settings (``(key, entry) -> value``); the result holds the reruns'.
+    base (variants too) is rerun; every other setting must be ``common``. ``entries`` are the
+    folders' per-strategy settings (``(key, entry) -> (the first folder that ran it, value)``);
+    the result holds their values with the reruns'.
     ``definitions``, ``teachers`` and ``notes`` are ``merge_results``'.
     """
+    values = {k: value for k, (_, value) in entries.items()}
+    where = {k: folder for k, (folder, _) in entries.items()}  # the folder that ran it first
     loaded = []
     for rerun in reruns:
         config, results = load_experiment(rerun)
@@ -309,14 +329,16 @@ def _replace_reruns(
             if k[0] == "strategy_overrides" and k[1] not in own_bases
         }  # fmt: skip
         before = {k: values.get(k) for k in kept}
-        changed += differing_keys(_with_entries({}, before), _with_entries({}, kept))
+        a, b, source = common, _common_settings(rerun_settings), first
+        if not changed:  # then an override the folders' runs of that base were run with
+            a, b = _with_entries({}, before), _with_entries({}, kept)
+            changed = differing_keys(a, b)
+            source = next((where[k] for k in kept if differing_keys(before[k], kept[k])), first)
         if changed:
-            a = {**common, **_with_entries({}, before)}
-            b = {**_common_settings(rerun_settings), **_with_entries({}, kept)}
             raise ConfigError(
-                f"merge: the rerun {rerun} was run with other settings than {first} beyond "
+                f"merge: the rerun {rerun} was run with other settings than {source} beyond "
                 f"those its strategies {sorted(strategies)} may change: "
-                f"{describe_differences(a, b, changed, first, rerun)}; a rerun may change only "
+                f"{describe_differences(a, b, changed, source, rerun)}; a rerun may change only "
                 "strategy_train.<its strategy> and strategy_overrides.<base> where every "
                 "strategy built on that base is rerun"
             )

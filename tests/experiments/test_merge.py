@@ -387,3 +387,37 @@ def test_reruns_of_one_strategy_must_agree_and_pair_with_the_old_models(tmp_path
                        teacher=0.73, strategy_train={"joint": {"epochs": 40}})  # fmt: skip
     with pytest.raises(ConfigError, match="started from different old models"):
         merge_results([base], [other])
+
+
+def test_a_rerun_refused_for_a_base_s_overrides_names_the_folder_that_ran_it(tmp_path):
+    a = experiment(tmp_path / "a", [0], [[0.5]], strategies=("plop",))
+    b = experiment(tmp_path / "b", [0, 1], [[0.5, 0.6], [0.4, 0.3]],
+                   strategies=("candidate-sets", variant("cs-x")),
+                   strategy_overrides={"candidate-sets": {"kd_weight": 2}})  # fmt: skip
+    rerun = experiment(tmp_path / "r", [0, 1], [[0.7, 0.8]], strategies=("candidate-sets",),
+                       strategy_overrides={"candidate-sets": {"kd_weight": 3}})  # fmt: skip
+    with pytest.raises(ConfigError, match=re.escape(
+        f"the rerun {rerun} was run with other settings than {b} beyond those its strategies "
+        f"['candidate-sets'] may change: strategy_overrides.candidate-sets.kd_weight (2 in {b}, "
+        f"3 in {rerun})"
+    )):  # fmt: skip
+        merge_results([a, b], [rerun])
+
+
+def test_a_name_that_is_a_variant_in_one_folder_and_registered_in_another_is_refused(tmp_path):
+    """Two strategies under one name would pair as one (in either folder order)."""
+    plain = experiment(tmp_path / "plain", [0], [[0.5]], strategies=("plop",))
+    other = experiment(tmp_path / "variant", [1], [[0.5]],
+                       strategies=({"name": "plop", "strategy": "candidate-sets"},))  # fmt: skip
+    for folders in ([plain, other], [other, plain]):
+        with pytest.raises(ConfigError, match="rename the variant"):
+            merge_results(folders)
+
+
+def test_an_empty_or_display_only_entry_is_no_entry(tmp_path):
+    """The runner reads ``strategy_train.<s>: {}`` (or only display settings) as no entry."""
+    a = experiment(tmp_path / "a", [0], [[0.5]], strategies=("joint",),
+                   strategy_train={"joint": {"progress_bar": True}})  # fmt: skip
+    b = experiment(tmp_path / "b", [1], [[0.6]], strategies=("joint",), strategy_train={})
+    settings, merged, _ = merge_results([a, b])
+    assert len(merged) == 2 and settings["strategy_train"] == {}
