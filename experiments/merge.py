@@ -187,11 +187,12 @@ def merge_results(
             f"merge: no finished run in {', '.join(str(f) for f in folders)} (results.csv empty)"
         )
     merged = pd.concat([f for f in frames if len(f)], ignore_index=True)
-    values = {k: value for k, (_, value) in entries.items()}
     if reruns:
         values, merged = _replace_reruns(
             common, entries, merged, reruns, folders[0], definitions, teachers, notes
         )
+    else:
+        values = {k: value for k, (_, value) in entries.items()}
     return _with_entries(common, values), results_frame(merged.to_dict("records")), notes
 
 
@@ -295,7 +296,7 @@ def _replace_reruns(
     ``definitions``, ``teachers`` and ``notes`` are ``merge_results``'.
     """
     values = {k: value for k, (_, value) in entries.items()}
-    where = {k: folder for k, (folder, _) in entries.items()}  # the folder that ran it first
+    ran_in = {k: folder for k, (folder, _) in entries.items()}  # the first folder that ran it
     loaded = []
     for rerun in reruns:
         config, results = load_experiment(rerun)
@@ -333,7 +334,7 @@ def _replace_reruns(
         if not changed:  # then an override the folders' runs of that base were run with
             a, b = _with_entries({}, before), _with_entries({}, kept)
             changed = differing_keys(a, b)
-            source = next((where[k] for k in kept if differing_keys(before[k], kept[k])), first)
+            source = next((ran_in[k] for k in kept if differing_keys(before[k], kept[k])), first)
         if changed:
             raise ConfigError(
                 f"merge: the rerun {rerun} was run with other settings than {source} beyond "
