@@ -39,9 +39,8 @@ from experiments.report import (
 )
 from experiments.steps import (
     expected_cost,
-    lookup_old_model,
     old_model,
-    old_model_ready,
+    old_model_to_train,
     plain,
     step_train_settings,
     strategy_chain,
@@ -335,13 +334,13 @@ def _run(config, out, steps, configs, runs, jobs, writes, previous) -> Any:
         training: dict[tuple, tuple] = {}  # (scenario, seed) -> the task its chains wait for
         for unit in units:  # old models already cached or shipped: loaded here, no process
             _, name, seed = unit
-            if old_model_ready(config, configs[name], steps[name][0], seed):
+            key = old_model_to_train(config, configs[name], steps[name][0], seed)
+            if key is None:
                 teacher = old_model(config, configs[name], steps[name][0], seed, out, writes)
                 log_old_model(name, seed, teacher.scores)
                 continue
             # Scenarios of one step 0 (a split and its sibling-rate variants) share the cached
             # old model: trained once, not once per scenario.
-            key = lookup_old_model(config, configs[name], steps[name][0], seed)[2]
             training[(name, seed)] = ("old", seed, key)
             to_train.setdefault(("old", seed, key), unit)
         print(f"{len(to_train)} old model(s) to train, {len(chains)} run(s), {jobs} jobs",

@@ -68,12 +68,15 @@ def lookup_old_model(
     return seed, payload, key, found
 
 
-def old_model_ready(config: DictConfig, scenario_cfg: dict, scenario: Scenario, seed: int) -> bool:
-    """Whether :func:`old_model` would find the old model (given, cached or shipped) instead of
-    training it."""
+def old_model_to_train(
+    config: DictConfig, scenario_cfg: dict, scenario: Scenario, seed: int
+) -> str | None:
+    """The cache key of the old model :func:`old_model` would train for (scenario, seed); None
+    where it would use one (the user's, or a cached or shipped file)."""
     if scenario.teacher is not None:
-        return True
-    return lookup_old_model(config, scenario_cfg, scenario, seed)[3] is not None
+        return None
+    _, _, key, found = lookup_old_model(config, scenario_cfg, scenario, seed)
+    return key if found is None else None
 
 
 def resume_checkpoint(config: DictConfig, directory: Path, tag: str | None = None) -> str | None:
