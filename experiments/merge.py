@@ -116,6 +116,18 @@ def grid_definitions(config: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
+def run_settings(config: dict[str, Any], strategies: set[str]) -> dict[str, Any]:
+    """The settings the runs of ``strategies`` (results.csv's names) in an experiment of
+    ``config`` depend on: :func:`shared_settings`, with the per-strategy entries
+    (``strategy_train``, ``strategy_overrides``) of those strategies only. An entry for a
+    strategy it did not run changed none of its results. What :func:`merge_results` returns for
+    one folder, and what to compare a saved experiment with today's profile by."""
+    settings = shared_settings(config)
+    definitions = {name: (Path(), entry) for name, entry in grid_definitions(config).items()}
+    entries = _strategy_entries(settings, strategies, definitions)
+    return _with_entries(_common_settings(settings), entries)
+
+
 def merge_results(
     folders: Sequence[Path], reruns: Sequence[Path] = ()
 ) -> tuple[dict[str, Any], pd.DataFrame, list[str]]:

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from experiments.config import load_config
 from experiments.config_diff import differing_keys
-from experiments.merge import load_experiment, merge_results, shared_settings
+from experiments.merge import load_experiment, merge_results, run_settings
 
 RESULTS = Path(__file__).parents[2] / "results"
 FOLDERS = sorted(p.parent for p in RESULTS.glob("*/*/config.yaml"))
@@ -31,20 +31,20 @@ def study_config(name: str) -> Path | None:
     return found[0] if found else None
 
 
-def todays_settings(saved: dict) -> dict:
-    """The shared settings today's profile (and the study of that name, for a study's rows)
+def todays_config(saved: dict) -> dict:
+    """The resolved config today's profile (and the study of that name, for a study's rows)
     computes for a saved experiment's grid."""
     grid = {k: saved[k] for k in ("profile", "scenarios", "strategies", "seeds", "old_model_seed")}
-    config = load_config(study_config(saved["name"]), grid)
-    return shared_settings(OmegaConf.to_container(config, resolve=True))
+    return OmegaConf.to_container(load_config(study_config(saved["name"]), grid), resolve=True)
 
 
 def rerun_strategies(folder: Path) -> set[str]:
-    """The strategies the reruns of ``folder``'s group replace (none for a rerun itself)."""
+    """The strategies (results.csv's names) the reruns of ``folder``'s group replace (none for
+    a rerun itself)."""
     if folder in RERUNS:
         return set()
     reruns = [r for r in RERUNS if r.parent == folder.parent]
-    return {s for r in reruns for s in load_experiment(r)[0]["strategies"]}
+    return {s for r in reruns for s in load_experiment(r)[1]["strategy"]}
 
 
 def test_there_are_committed_results():
@@ -52,21 +52,13 @@ def test_there_are_committed_results():
     assert set(RERUNS) <= set(FOLDERS), "a rerun named here is not committed"
 
 
-def not_run(saved: dict) -> set[str]:
-    """Strategies with a ``strategy_train`` entry today that the experiment did not run (their
-    loop settings changed none of its runs)."""
-    ran = {e["name"] if isinstance(e, dict) else e.partition("+")[0] for e in saved["strategies"]}
-    return set(todays_settings(saved).get("strategy_train") or {}) - ran
-
-
 @pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: str(p.relative_to(RESULTS)))
 def test_committed_results_match_todays_profile(folder):
-    """Equal to today's settings, but for the loop settings of strategies a rerun replaces or
-    the experiment did not run."""
+    """The settings its runs depend on are today's, but for those of strategies a rerun
+    replaces (their runs are merged from the rerun)."""
     saved, results = load_experiment(folder)
-    replaced = tuple(f"strategy_train.{s}" for s in rerun_strategies(folder) | not_run(saved))
-    changed = differing_keys(shared_settings(saved), todays_settings(saved))
-    assert [k for k in changed if not any(k == r or k.startswith(f"{r}.") for r in replaced)] == []
+    ran = set(results["strategy"]) - rerun_strategies(folder)
+    assert differing_keys(run_settings(saved, ran), run_settings(todays_config(saved), ran)) == []
     expected = len(saved["scenarios"]) * len(saved["strategies"]) * len(saved["seeds"])
     assert len(results) == expected
     assert len(merge_results([folder])[1]) == expected
@@ -75,10 +67,9 @@ def test_committed_results_match_todays_profile(folder):
 @pytest.mark.parametrize("rerun", RERUNS, ids=lambda p: str(p.relative_to(RESULTS)))
 def test_a_group_with_its_reruns_merges_into_todays_profile(rerun):
     """README's merge command for the group (its folders, ``--rerun`` the rerun) holds today's
-    settings for every strategy."""
+    settings for every strategy it merged."""
     folders = [f for f in FOLDERS if f.parent == rerun.parent and f not in RERUNS]
     settings, merged, _ = merge_results(folders, [rerun])
-    saved = load_experiment(folders[0])[0]
-    today = todays_settings(saved)
+    today = run_settings(todays_config(load_experiment(folders[0])[0]), set(merged["strategy"]))
     assert differing_keys(settings, today) == []
     assert len(merged) == sum(len(load_experiment(f)[1]) for f in folders)

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from experiments.config import ConfigError
-from experiments.merge import main, merge_results, write_merged
+from experiments.merge import load_experiment, main, merge_results, run_settings, write_merged
 from experiments.run import main as run_main
 from tests.experiments.test_run import TINY
 
@@ -421,3 +421,27 @@ def test_an_empty_or_display_only_entry_is_no_entry(tmp_path):
     b = experiment(tmp_path / "b", [1], [[0.6]], strategies=("joint",), strategy_train={})
     settings, merged, _ = merge_results([a, b])
     assert len(merged) == 2 and settings["strategy_train"] == {}
+
+
+def test_run_settings_hold_only_the_own_settings_of_the_strategies_run(tmp_path):
+    """What a saved experiment is compared with today's profile by: the shared settings and
+    the per-strategy entries of the strategies named (a variant's through its base)."""
+    config = {
+        **SETTINGS,
+        "scenarios": ["s"],
+        "seeds": [0],
+        "strategies": ["joint", variant("cs-x")],
+        "strategy_train": {"joint": {"epochs": 20}, "mib": {"epochs": 9}},
+        "strategy_overrides": {"candidate-sets": {"kd_weight": 2}, "plop": {"pod_weight": 1}},
+    }
+    settings = run_settings(config, {"joint", "cs-x"})
+    assert settings["strategy_train"] == {"joint": {"epochs": 20}}
+    assert settings["strategy_overrides"] == {"candidate-sets": {"kd_weight": 2}}
+    # Display settings (the progress bar) are no settings; the grid is not compared.
+    assert settings["train"] == {"epochs": 6, "lr": 0.005} and "strategies" not in settings
+    assert run_settings(config, {"cs-x"})["strategy_train"] == {}
+    # One folder's merge gives the same settings.
+    folder = experiment(tmp_path / "a", [0], [[0.5], [0.4]], strategies=config["strategies"],
+                        strategy_train=config["strategy_train"],
+                        strategy_overrides=config["strategy_overrides"])  # fmt: skip
+    assert merge_results([folder])[0] == run_settings(load_experiment(folder)[0], {"joint", "cs-x"})
