@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import runpy
 import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from incremental.__main__ import main
 from incremental.data.folders.check import check_dataset
+from tests.scripts import load_test_data
 
-
-def _load_generator():
-    # By path: tests/ holds no packages, and this works under every pytest import mode.
-    name = "make_folder_dataset"
-    if name not in sys.modules:
-        path = Path(__file__).parent / "data" / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-generator = _load_generator()
+generator = load_test_data("make_folder_dataset")
 
 
 @pytest.fixture

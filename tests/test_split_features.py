@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from incremental.models import create_model
-from tests.benchmark_module import load_benchmark
+from tests.scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")

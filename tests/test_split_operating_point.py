@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from incremental.labels import Split
-from tests.benchmark_module import load_benchmark
+from tests.scripts import load_benchmark
 
 CLASSES = ["background", "footwear_other", "sneaker"]
 SPLIT = Split.of("footwear", ["sneaker"])

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +15,7 @@ from incremental.models import create_model
 from incremental.module import IncrementalSegmenter
 from incremental.strategies import create_strategy
 from incremental.workflow import build_step
+from tests.scripts import load_benchmark
 
 FROZEN = {"freeze": True}  # candidate sets, the old network frozen but the classifier
 
@@ -136,12 +134,8 @@ def test_teacher_holds_no_autograd_state(new_class_scenario, overrides):
     assert all(not p.requires_grad and p.grad is None for p in teacher.parameters())
 
 
-def test_benchmark_runs_and_returns_its_numbers(capsys, monkeypatch):
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "train_speed.py"
-    spec = importlib.util.spec_from_file_location("train_speed", path)
-    bench = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, bench)  # its dataclass looks itself up there
-    spec.loader.exec_module(bench)
+def test_benchmark_runs_and_returns_its_numbers(capsys):
+    bench = load_benchmark("train_speed")
     argv = ["--steps", "3", "--size", "32", "--batch-size", "2", "--rounds", "1", "--warmup", "1"]
     report = bench.main(argv + ["--strategy", "freeze"])
     row = report["strategies"]["freeze"]

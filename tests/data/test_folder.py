@@ -6,10 +6,8 @@ that the problem names the file and the value.
 
 from __future__ import annotations
 
-import importlib.util
 import pickle
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,20 +20,9 @@ from incremental.data.core import SampleDataset, SegmentationSource
 from incremental.data.folders import FolderDataset
 from incremental.data.folders.check import check_dataset, inspect_dataset
 from incremental.labels import Split, Transition
+from tests.scripts import load_test_data
 
-
-def _load_generator():
-    # By path: tests/ holds no packages, and this works under every pytest import mode.
-    name = "make_folder_dataset"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-generator = _load_generator()
+generator = load_test_data("make_folder_dataset")
 make_folder_dataset, save_mask, write_yaml = (
     generator.make_folder_dataset,
     generator.save_mask,

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from incremental.data import build_scenario, build_scenarios
 from incremental.labels import CandidateSetTable
+from tests.scripts import load_test_data
 
-_spec = importlib.util.spec_from_file_location(
-    "make_paper_trees", Path(__file__).with_name("make_paper_trees.py")
-)
-make_paper_trees = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(make_paper_trees)
+make_paper_trees = load_test_data("make_paper_trees")
 
 
 @pytest.fixture(scope="module")
@@ -91,15 +85,9 @@ def test_voc_15_1_has_one_scenario_per_step(voc_root):
 def test_every_shipped_paper_config_builds_on_the_fake_trees(tmp_path, monkeypatch):
     """Every protocol has a config; each builds its steps on trees with the real layout, uses
     the papers' augmentation and evaluation crop, and its oracle has fully labeled data."""
-    import importlib.util
-
     from experiments.config import CONFIG_DIR, load_config, scenario_configs
 
-    spec = importlib.util.spec_from_file_location(
-        "make_paper_trees", Path(__file__).parent / "make_paper_trees.py"
-    )
-    trees = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(trees)
+    trees = make_paper_trees
     monkeypatch.setenv("VOC_ROOT", str(trees.make_voc_tree(tmp_path / "data")))
     monkeypatch.setenv("ADE_ROOT", str(trees.make_ade_tree(tmp_path / "data")))
     configs = sorted((CONFIG_DIR / "paper").glob("*.yaml"))

@@ -3,7 +3,6 @@ directory layout: task definitions, image filtering, label remapping, declaratio
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -26,18 +25,9 @@ from incremental.data.paper.protocols import (
 from incremental.data.paper.tasks import TASKS, seen_classes, step_transition, task_steps
 from incremental.data.paper.voc import VOC_CLASSES, VOCSegmentation
 from incremental.labels import CandidateSetTable
+from tests.scripts import load_test_data
 
-
-def _load_generator():
-    # By path: tests/ has no packages, and this keeps the import independent of sys.path.
-    path = Path(__file__).with_name("make_paper_trees.py")
-    spec = importlib.util.spec_from_file_location("make_paper_trees", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-trees = _load_generator()
+trees = load_test_data("make_paper_trees")
 
 
 @pytest.fixture(scope="module")

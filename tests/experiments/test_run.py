@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from experiments.run import main
 from incremental.devices import resolve_precision
 from incremental.models import load_model_file
+from tests.scripts import load_test_data
 
 TINY = {
     "name": "tiny",
@@ -114,14 +115,7 @@ def test_bad_config_is_a_clear_error(tmp_path, config_file, capsys, args, messag
 
 def test_multi_step_paper_task_chains_steps(tmp_path):
     """VOC 15-1 on a fake tree with the real layout: step t starts from step t-1's model."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(
-        "make_paper_trees", Path(__file__).parents[1] / "data" / "make_paper_trees.py"
-    )
-    trees = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(trees)
+    trees = load_test_data("make_paper_trees")
     root = trees.make_voc_tree(tmp_path / "data")
     scenario = tmp_path / "voc-15-1.yaml"
     scenario.write_text(
