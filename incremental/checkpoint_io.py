@@ -72,8 +72,11 @@ class CheckpointTag(L.Callback):
 
 
 def checkpoint_state(path: str | Path) -> tuple[str | None, int]:
-    """(the :class:`CheckpointTag` of a Lightning checkpoint or None, its global step)."""
-    checkpoint = load_weights_only(path, "checkpoint", "only checkpoints of this framework")
+    """(the :class:`CheckpointTag` of a Lightning checkpoint or None, its global step). The
+    file is mapped, not read: of its weights and optimizer state nothing is touched."""
+    checkpoint = load_weights_only(
+        path, "checkpoint", "only checkpoints of this framework", mmap=True
+    )
     tag = checkpoint.get("callbacks", {}).get(CheckpointTag.__qualname__, {}).get("tag")
     return tag, int(checkpoint.get("global_step", 0))
 

@@ -61,12 +61,17 @@ class UnsafeFileError(ValueError):
     """A file that holds more than tensors and plain data (possibly code): never unpickled."""
 
 
-def load_weights_only(path: str | Path, what: str, hint: str, map_location: Any = "cpu") -> Any:
+def load_weights_only(
+    path: str | Path, what: str, hint: str, map_location: Any = "cpu", mmap: bool = False
+) -> Any:
     """``torch.load(path, weights_only=True)`` with errors that name the file.
 
     Args:
         what: what the file should be, for the unreadable-file message ("model file").
         hint: what the user should do instead when the file carries objects.
+        mmap: map the file instead of reading it: its tensors are read only when touched (to
+            read a checkpoint's few plain fields without its weights). Where the file system
+            cannot map files, it is read whole.
 
     Raises:
         UnsafeFileError: the file holds pickled objects other than tensors and plain data.
@@ -80,7 +85,13 @@ def load_weights_only(path: str | Path, what: str, hint: str, map_location: Any 
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
         raise ValueError(f"{path}: not a readable {what}: not a file written by torch.save")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+        except OSError:
+            if not mmap:
+                raise
+            # A file system that cannot map files: read it whole (a broken file fails again).
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         # torch's own message goes on to explain how to load the file anyway, which is the
         # one thing not to do with a file of unknown origin: only the object it names is kept.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from incremental.checkpoint_io import SafeCheckpointIO
+from incremental.checkpoint_io import CheckpointTag, SafeCheckpointIO, checkpoint_state
 from incremental.io import UnsafeFileError, write_atomic
 from incremental.models import create_model, load_model_file, save_model_file
 
@@ -84,3 +84,35 @@ def test_files_get_the_users_umask(tmp_path):
         assert (private.stat().st_mode & 0o777) == 0o600
     finally:
         os.umask(previous)
+
+
+def _tagged_checkpoint(path):
+    callbacks = {CheckpointTag.__qualname__: CheckpointTag("abc123").state_dict()}
+    state = {"global_step": 7, "callbacks": callbacks, "state_dict": {"w": torch.ones(64)}}
+    SafeCheckpointIO().save_checkpoint(state, path)
+    return path
+
+
+def test_checkpoint_state_reads_the_tag_and_step_beside_the_weights(tmp_path):
+    assert checkpoint_state(_tagged_checkpoint(tmp_path / "last.ckpt")) == ("abc123", 7)
+    SafeCheckpointIO().save_checkpoint({"global_step": 3}, tmp_path / "untagged.ckpt")
+    assert checkpoint_state(tmp_path / "untagged.ckpt") == (None, 3)
+    (tmp_path / "cut.ckpt").write_bytes((tmp_path / "last.ckpt").read_bytes()[:200])
+    with pytest.raises(ValueError, match=r"cut.ckpt: not a readable checkpoint"):
+        checkpoint_state(tmp_path / "cut.ckpt")
+
+
+def test_a_file_system_that_cannot_map_files_reads_the_checkpoint_whole(tmp_path, monkeypatch):
+    path = _tagged_checkpoint(tmp_path / "last.ckpt")
+    real_load = torch.load
+    mapped = []
+
+    def no_mmap(*args, mmap=None, **kwargs):
+        mapped.append(mmap)
+        if mmap:
+            raise OSError("mmap: operation not supported")
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", no_mmap)
+    assert checkpoint_state(path) == ("abc123", 7)
+    assert mapped == [True, None]
