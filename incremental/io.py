@@ -62,16 +62,16 @@ class UnsafeFileError(ValueError):
 
 
 def load_weights_only(
-    path: str | Path, what: str, hint: str, map_location: Any = "cpu", mmap: bool = False
+    path: str | Path, what: str, hint: str, map_location: Any = "cpu", mmap: bool | None = None
 ) -> Any:
     """``torch.load(path, weights_only=True)`` with errors that name the file.
 
     Args:
         what: what the file should be, for the unreadable-file message ("model file").
         hint: what the user should do instead when the file carries objects.
-        mmap: map the file instead of reading it: its tensors are read only when touched (to
-            read a checkpoint's few plain fields without its weights). Where the file system
-            cannot map files, it is read whole.
+        mmap: True maps the file instead of reading it: its tensors are read only when
+            touched (to read a checkpoint's few plain fields without its weights); where the
+            file cannot be mapped, it is read whole. None: torch's default.
 
     Raises:
         UnsafeFileError: the file holds pickled objects other than tensors and plain data.
@@ -87,11 +87,11 @@ def load_weights_only(
     try:
         try:
             return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-        except OSError:
+        except (OSError, RuntimeError):  # torch says "unable to mmap" with a RuntimeError
             if not mmap:
                 raise
             # A file system that cannot map files: read it whole (a broken file fails again).
-            return torch.load(path, map_location=map_location, weights_only=True)
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=False)
     except pickle.UnpicklingError as error:
         # torch's own message goes on to explain how to load the file anyway, which is the
         # one thing not to do with a file of unknown origin: only the object it names is kept.

@@ -1,6 +1,7 @@
 """Scripts of this repository that are no installed package (``benchmarks/``, the data
 generators of ``tests/data/``) loaded as modules for their tests, by path: ``tests/`` holds no
-packages, and this works under every pytest import mode."""
+packages. With ``python -m pytest`` (the repository root on ``sys.path``), in every import
+mode."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def load_script(path: Path) -> ModuleType:
     try:
         spec.loader.exec_module(module)
     except BaseException:
-        del sys.modules[name]
+        sys.modules.pop(name, None)
         raise
     return module
 

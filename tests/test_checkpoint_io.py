@@ -3,6 +3,8 @@ and weights-only loads (a file carrying pickled code is refused)."""
 
 from __future__ import annotations
 
+import zipfile
+
 import pytest
 import torch
 
@@ -97,22 +99,30 @@ def test_checkpoint_state_reads_the_tag_and_step_beside_the_weights(tmp_path):
     assert checkpoint_state(_tagged_checkpoint(tmp_path / "last.ckpt")) == ("abc123", 7)
     SafeCheckpointIO().save_checkpoint({"global_step": 3}, tmp_path / "untagged.ckpt")
     assert checkpoint_state(tmp_path / "untagged.ckpt") == (None, 3)
-    (tmp_path / "cut.ckpt").write_bytes((tmp_path / "last.ckpt").read_bytes()[:200])
-    with pytest.raises(ValueError, match=r"cut.ckpt: not a readable checkpoint"):
+
+
+def test_a_broken_checkpoint_is_named_whether_mapped_or_read(tmp_path):
+    (tmp_path / "cut.ckpt").write_bytes(_tagged_checkpoint(tmp_path / "a.ckpt").read_bytes()[:200])
+    with pytest.raises(ValueError, match=r"cut.ckpt: not a readable checkpoint: not a file"):
         checkpoint_state(tmp_path / "cut.ckpt")
+    with zipfile.ZipFile(tmp_path / "other.ckpt", "w") as archive:  # a zip, not torch's
+        archive.writestr("notes.txt", "not a checkpoint")
+    with pytest.raises(ValueError, match=r"other.ckpt: not a readable checkpoint \("):
+        checkpoint_state(tmp_path / "other.ckpt")
 
 
 def test_a_file_system_that_cannot_map_files_reads_the_checkpoint_whole(tmp_path, monkeypatch):
     path = _tagged_checkpoint(tmp_path / "last.ckpt")
-    real_load = torch.load
-    mapped = []
+    real_load, mapped = torch.load, []
 
-    def no_mmap(*args, mmap=None, **kwargs):
-        mapped.append(mmap)
-        if mmap:
-            raise OSError("mmap: operation not supported")
+    def load(*args, **kwargs):
+        mapped.append(kwargs.get("mmap"))
         return real_load(*args, **kwargs)
 
-    monkeypatch.setattr(torch, "load", no_mmap)
+    def cannot_map(*args, **kwargs):  # what torch raises where mmap fails
+        raise RuntimeError("unable to mmap 1234 bytes from file <last.ckpt>: Invalid argument (22)")
+
+    monkeypatch.setattr(torch, "load", load)
+    monkeypatch.setattr(torch.UntypedStorage, "from_file", cannot_map)
     assert checkpoint_state(path) == ("abc123", 7)
-    assert mapped == [True, None]
+    assert mapped == [True, False]
