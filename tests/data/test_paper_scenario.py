@@ -87,9 +87,8 @@ def test_every_shipped_paper_config_builds_on_the_fake_trees(tmp_path, monkeypat
     the papers' augmentation and evaluation crop, and its oracle has fully labeled data."""
     from experiments.config import CONFIG_DIR, load_config, scenario_configs
 
-    trees = make_paper_trees
-    monkeypatch.setenv("VOC_ROOT", str(trees.make_voc_tree(tmp_path / "data")))
-    monkeypatch.setenv("ADE_ROOT", str(trees.make_ade_tree(tmp_path / "data")))
+    monkeypatch.setenv("VOC_ROOT", str(make_paper_trees.make_voc_tree(tmp_path / "data")))
+    monkeypatch.setenv("ADE_ROOT", str(make_paper_trees.make_ade_tree(tmp_path / "data")))
     configs = sorted((CONFIG_DIR / "paper").glob("*.yaml"))
     tasks = {"voc": ["19-1", "15-5", "15-1", "10-1"], "ade": ["100-50", "100-10", "50-50"]}
     expected = {f"{d}-{t}{m}" for d, ts in tasks.items() for t in ts for m in ("", "-disjoint")}
