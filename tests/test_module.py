@@ -63,6 +63,39 @@ def test_training_step_is_the_strategy_loss(new_class_scenario):
     torch.testing.assert_close(module.training_step(batch, 0)["loss"], terms["ce"] + terms["kd"])
 
 
+@pytest.mark.parametrize("teacher", [True, False])
+def test_family_contrast_reads_the_students_decoder_output(split_scenario, teacher):
+    """The contrast term is computed on the decoder output of the student's forward (with or
+    without a teacher), and its gradient reaches the body, not the classifier alone."""
+    overrides = {"contrast": 1.0} if teacher else {"contrast": 1.0, "distillation": "none"}
+    module, batch = _setup(split_scenario, "candidate-sets", refine=teacher, **overrides)
+    module.train()
+    step = module.step_context(batch)
+    assert (step.teacher_logits is not None) == teacher
+    # A random teacher refines nothing: narrow some unlabeled pixels of the new images to
+    # {footwear_other} by hand, as a teacher confident of "footwear" would.
+    classes = list(module.classes)
+    child, remainder = classes.index("sneaker"), classes.index("footwear_other")
+    unlabeled = step.candidates[:, remainder] & ~step.candidates[:, child]
+    footwear = unlabeled & (torch.arange(unlabeled.shape[-1]) % 2 == 0)
+    assert footwear.any()
+    narrowed = step.candidates.clone()
+    narrowed.permute(0, 2, 3, 1)[footwear] = torch.nn.functional.one_hot(
+        torch.tensor(remainder), len(classes)
+    ).bool()
+    step = step.replace(candidates=narrowed)
+    decoded = module.student.decoder(module.student.encoder(batch["image"]))
+    torch.testing.assert_close(step.student_features[-1], decoded)
+    terms = module.strategy.loss_terms(step)
+    assert list(terms) == ["ce", "kd", "contrast"] if teacher else ["ce", "contrast"]
+    assert terms["contrast"] > 0, "the batch has both a labeled child and a remainder anchor"
+    terms["contrast"].backward()
+    decoder_grads = [p.grad for p in module.student.decoder.parameters()]
+    assert any(g is not None and g.abs().sum() > 0 for g in decoder_grads)
+    head = module.student.segmentation_head.parameters()
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in head)
+
+
 def test_freeze_trains_only_created_rows(new_class_scenario):
     module, batch = _setup(new_class_scenario, "freeze")
     (callback,) = [c for c in module.configure_callbacks() if isinstance(c, FreezeOldNetwork)]

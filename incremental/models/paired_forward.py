@@ -109,7 +109,8 @@ class PairedForward:
     Args:
         student: the network being trained.
         teacher: the frozen old model, or None.
-        features: also return these feature maps of both (for feature distillation): one of
+        features: also return these feature maps of both (for feature distillation; the
+            student's alone without a teacher): one of
             :data:`~incremental.models.features.FEATURE_LAYERS`, or None.
         shared: the head name from :func:`shared_head` when the student's body is frozen:
             one body forward feeds both heads.
@@ -123,8 +124,8 @@ class PairedForward:
         features: str | None = None,
         shared: str | None = None,
     ) -> None:
-        if (features or shared) and teacher is None:
-            raise ValueError("feature maps and a shared body need a teacher")
+        if shared and teacher is None:
+            raise ValueError("a shared body needs a teacher")
         if features and shared:
             raise ValueError("feature distillation compares two bodies: no shared forward")
         if features is not None and features not in FEATURE_LAYERS:

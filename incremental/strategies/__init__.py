@@ -9,6 +9,7 @@ import importlib
 
 from incremental.strategies.components import (
     Component,
+    FamilyContrast,
     LocalPOD,
     ParentSetsDistilledOnly,
     PartialCE,
@@ -37,6 +38,7 @@ __all__ = [
     "COMMON_SETTINGS",
     "INITS",
     "Component",
+    "FamilyContrast",
     "LocalPOD",
     "ParentSetsDistilledOnly",
     "PartialCE",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from incremental.labels import LabelReading
 from incremental.strategies.components import (
+    FamilyContrast,
     ParentSetsDistilledOnly,
     PartialCE,
     Refine,
@@ -36,6 +37,8 @@ def candidate_sets(
     remainder_share: float | None = None,
     self_training: float | None = None,
     parent_ce: bool = True,
+    contrast: float | None = None,
+    contrast_temperature: float = 0.1,
 ) -> Strategy:
     """Candidate sets.
 
@@ -62,12 +65,17 @@ def candidate_sets(
         parent_ce: whether old labels of a widened class (an old image's "footwear") enter the
             cross-entropy; False leaves them to the distillation
             (:class:`ParentSetsDistilledOnly`).
+        contrast, contrast_temperature: the weight (None: off) and temperature of a
+            pixel-to-prototype contrast on the decoder output within each split family
+            (:class:`FamilyContrast`).
     """
     if distillation not in (*DISTILLATIONS, "none"):
         raise ValueError(f"distillation: {distillation!r} is not one of {[*DISTILLATIONS, 'none']}")
     terms = [PartialCE()]
     if distillation != "none":
         terms.append(SetKD(kd_weight, temperature, conditioning=DISTILLATIONS[distillation]))
+    if contrast is not None:
+        terms.append(FamilyContrast(contrast, contrast_temperature))
     transforms = []
     if refine:
         transforms.append(Refine(refine_threshold, refine_criterion))

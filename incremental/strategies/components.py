@@ -18,6 +18,7 @@ import torch
 
 from incremental.labels import StepLabels
 from incremental.losses import (
+    family_contrast,
     label_consistent_distillation,
     local_pod_loss,
     partial_cross_entropy,
@@ -363,3 +364,37 @@ class LocalPOD(Component):
             num_old, num_classes = step.teacher_sets.shape
             loss = loss * math.sqrt(num_classes / max(num_classes - num_old, 1))
         return loss
+
+
+@dataclass(frozen=True)
+class FamilyContrast(Component):
+    """Pixel-to-prototype contrast on the student's decoder output within each family T(k)
+    of more than one member (:func:`~incremental.losses.family_contrast`): anchors are the
+    pixels whose candidate set, after the transforms, is a single member (a labeled sneaker,
+    an unlabeled footwear refined to {footwear_other}).
+
+    Attributes:
+        weight: the term's factor.
+        temperature: the softmax temperature over cosine similarities.
+    """
+
+    weight: float = 0.1
+    temperature: float = 0.1
+    name: ClassVar[str] = "contrast"
+    needs_features: ClassVar[bool] = True
+    #: the decoder output is the last map of the "stages" layers.
+    layers: ClassVar[str] = "stages"
+
+    def __post_init__(self) -> None:
+        if self.weight <= 0:
+            raise ValueError(f"contrast weight must be > 0, got {self.weight}")
+        if self.temperature <= 0:
+            raise ValueError(f"contrast_temperature must be > 0, got {self.temperature}")
+
+    def __call__(self, step: StepContext) -> torch.Tensor:
+        if step.student_features is None:
+            raise ValueError("FamilyContrast needs the student's feature maps")
+        loss = family_contrast(
+            step.student_features[-1], step.candidates, step.teacher_sets, self.temperature
+        )
+        return self.weight * loss

@@ -1,0 +1,101 @@
+"""Pixel-to-prototype contrast within a split family, on the student's features.
+
+Issue 14's fourth cause: the features of the last decoder stage barely separate a parent's
+sub-types (sneaker vs the other footwear), so the classifier has little to split them on. This
+loss acts on those features directly. Within each family F = T(k) with more than one member
+(a split parent's children, or a widened class and the class it hides), the pixels whose
+candidate set is a single member j of F are anchors of j; each anchor's normalised feature is
+pulled to its own member's prototype and pushed from the other members'.
+
+The form is the supervised pixel-to-prototype contrast of prototype-based segmentation
+(cross-entropy over cosine similarities to class prototypes at a temperature), as the
+"prototype matching" and "contrastive learning" terms of SDR (Michieli & Zanuttigh, CVPR 2021,
+"Continual semantic segmentation via repulsion-attraction of sparse and disentangled latent
+representations"), restricted here to the members of one family: the parent's other classes
+are already told apart by the teacher's distillation.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from incremental.losses._checks import at_least_fp32
+
+
+def family_members(teacher_sets: torch.Tensor) -> list[torch.Tensor]:
+    """The student classes of each family: T(k) with more than one member.
+
+    Args:
+        teacher_sets: (K, C) bool, T.
+
+    Returns:
+        one (n_k,) long tensor of class indices per family, n_k ≥ 2, in teacher order.
+    """
+    return [row.nonzero().flatten() for row in teacher_sets if int(row.sum()) > 1]
+
+
+def family_contrast(
+    features: torch.Tensor,
+    candidates: torch.Tensor,
+    teacher_sets: torch.Tensor,
+    temperature: float = 0.1,
+) -> torch.Tensor:
+    """Pixel-to-prototype contrast within each family, balanced over its members.
+
+    For a family F with members present as anchors in the batch (at least two), with
+    z_p = features_p / ||features_p|| and the prototypes μ_j = normalise(mean of z over j's
+    anchors), detached (they are targets, not paths):
+
+        L_F = mean_j mean_{p ∈ anchors(j)} -log softmax_{j'}(z_p · μ_{j'} / τ)[j]
+
+    The mean over members first gives a rare child (408 labeled pixels per image) the same
+    weight as a frequent remainder. The loss is the mean of L_F over the families that have
+    two members present; 0 (with a zero gradient) where none has.
+
+    Args:
+        features: (B, D, h, w) student features (the decoder output); a size other than the
+            labels' takes the labels by nearest-neighbour resampling.
+        candidates: (B, C, H, W) bool, the candidate sets after the strategy's transforms
+            (refined sets make a confident unlabeled "footwear" an anchor of footwear_other).
+        teacher_sets: (K, C) bool, T.
+        temperature: τ > 0.
+
+    Returns:
+        scalar loss.
+    """
+    if features.dim() != 4 or candidates.dim() != 4:
+        raise ValueError(
+            f"family_contrast: expected (B, D, h, w) features and (B, C, H, W) candidates, got "
+            f"{tuple(features.shape)} and {tuple(candidates.shape)}"
+        )
+    if features.shape[0] != candidates.shape[0]:
+        raise ValueError(
+            f"family_contrast: {features.shape[0]} feature maps for {candidates.shape[0]} labels"
+        )
+    if temperature <= 0:
+        raise ValueError(f"family_contrast: temperature must be > 0, got {temperature}")
+    if features.shape[-2:] != candidates.shape[-2:]:
+        candidates = F.interpolate(
+            candidates.float(), size=features.shape[-2:], mode="nearest"
+        ).bool()
+    singleton = candidates.sum(dim=1) == 1  # (B, h, w)
+    label = candidates.to(torch.uint8).argmax(dim=1)  # (B, h, w): the singleton's class
+    z = F.normalize(at_least_fp32(features), dim=1).permute(0, 2, 3, 1)  # (B, h, w, D)
+    losses = []
+    for members in family_members(teacher_sets.to(candidates.device)):
+        anchors = [z[singleton & (label == c)] for c in members.tolist()]
+        anchors = [a for a in anchors if len(a)]  # (N_j, D) per member present
+        if len(anchors) < 2:
+            continue
+        prototypes = F.normalize(torch.stack([a.mean(dim=0) for a in anchors]), dim=1).detach()
+        per_member = [
+            F.cross_entropy(
+                a @ prototypes.T / temperature, torch.full((len(a),), j, device=a.device)
+            )
+            for j, a in enumerate(anchors)
+        ]
+        losses.append(torch.stack(per_member).mean())
+    if not losses:
+        return features.sum() * 0.0
+    return torch.stack(losses).mean()
