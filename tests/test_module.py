@@ -87,7 +87,7 @@ def test_family_contrast_reads_the_students_decoder_output(split_scenario, teach
     decoded = module.student.decoder(module.student.encoder(batch["image"]))
     torch.testing.assert_close(step.student_features[-1], decoded)
     terms = module.strategy.loss_terms(step)
-    assert list(terms) == ["ce", "kd", "contrast"] if teacher else ["ce", "contrast"]
+    assert list(terms) == (["ce", "kd", "contrast"] if teacher else ["ce", "contrast"])
     assert terms["contrast"] > 0, "the batch has both a labeled child and a remainder anchor"
     terms["contrast"].backward()
     decoder_grads = [p.grad for p in module.student.decoder.parameters()]

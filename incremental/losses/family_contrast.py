@@ -55,14 +55,16 @@ def family_contrast(
 
     Args:
         features: (B, D, h, w) student features (the decoder output); a size other than the
-            labels' takes the labels by nearest-neighbour resampling.
+            labels' takes the labels by nearest-neighbour resampling (the top-left label of
+            each cell: coarse enough features, DeepLab's 1/4 to 1/16, keep few anchors of a
+            small child).
         candidates: (B, C, H, W) bool, the candidate sets after the strategy's transforms
             (refined sets make a confident unlabeled "footwear" an anchor of footwear_other).
         teacher_sets: (K, C) bool, T.
         temperature: τ > 0.
 
     Returns:
-        scalar loss.
+        scalar loss, in fp32 under mixed precision.
     """
     if features.dim() != 4 or candidates.dim() != 4:
         raise ValueError(
@@ -81,21 +83,25 @@ def family_contrast(
         ).bool()
     singleton = candidates.sum(dim=1) == 1  # (B, h, w)
     label = candidates.to(torch.uint8).argmax(dim=1)  # (B, h, w): the singleton's class
-    z = F.normalize(at_least_fp32(features), dim=1).permute(0, 2, 3, 1)  # (B, h, w, D)
-    losses = []
-    for members in family_members(teacher_sets.to(candidates.device)):
-        anchors = [z[singleton & (label == c)] for c in members.tolist()]
-        anchors = [a for a in anchors if len(a)]  # (N_j, D) per member present
-        if len(anchors) < 2:
-            continue
-        prototypes = F.normalize(torch.stack([a.mean(dim=0) for a in anchors]), dim=1).detach()
-        per_member = [
-            F.cross_entropy(
-                a @ prototypes.T / temperature, torch.full((len(a),), j, device=a.device)
-            )
-            for j, a in enumerate(anchors)
-        ]
-        losses.append(torch.stack(per_member).mean())
+    # Similarities over τ = 0.1 need fp32: autocast would run the matmul in half precision.
+    with torch.autocast(device_type=features.device.type, enabled=False):
+        z = F.normalize(at_least_fp32(features), dim=1).permute(0, 2, 3, 1)  # (B, h, w, D)
+        losses = []
+        for members in family_members(teacher_sets.to(candidates.device)):
+            anchors = [z[singleton & (label == c)] for c in members.tolist()]
+            anchors = [a for a in anchors if len(a)]  # (N_j, D) per member present
+            if len(anchors) < 2:
+                continue
+            prototypes = F.normalize(torch.stack([a.mean(dim=0) for a in anchors]), dim=1)
+            prototypes = prototypes.detach()
+            per_member = [
+                F.cross_entropy(
+                    a @ prototypes.T / temperature, torch.full((len(a),), j, device=a.device)
+                )
+                for j, a in enumerate(anchors)
+            ]
+            losses.append(torch.stack(per_member).mean())
     if not losses:
-        return features.sum() * 0.0
+        # (x * 0).sum(), not x.sum() * 0: a half-precision sum overflows to inf, and inf * 0 is NaN.
+        return (z * 0).sum()
     return torch.stack(losses).mean()

@@ -382,7 +382,8 @@ class FamilyContrast(Component):
     temperature: float = 0.1
     name: ClassVar[str] = "contrast"
     needs_features: ClassVar[bool] = True
-    #: the decoder output is the last map of the "stages" layers.
+    #: the decoder output is the last map of the "stages" layers (a strategy reads one set of
+    #: layers: this term does not combine with PLOP's ``LocalPOD(layers="plop")``).
     layers: ClassVar[str] = "stages"
 
     def __post_init__(self) -> None:

@@ -154,6 +154,27 @@ def test_gradient_holds_the_prototypes_constant():
     assert torch.allclose(ours, loop)
 
 
+def test_half_precision_features():
+    """Under mixed precision the similarities are fp32 (τ = 0.1 divides their rounding
+    error), and a batch with nothing to contrast gives 0, not the NaN of an fp16 sum that
+    overflows times 0."""
+    gen = torch.Generator().manual_seed(6)
+    features = torch.randn(2, 4, 8, 8, generator=gen)
+    candidates = _singletons(torch.randint(-1, 5, (2, 8, 8), generator=gen))
+    exact = family_contrast(features, candidates, T)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = family_contrast(features.bfloat16(), candidates, T)
+    assert mixed.dtype == torch.float32
+    assert torch.allclose(mixed, family_contrast(features.bfloat16().float(), candidates, T))
+    assert torch.allclose(mixed, exact, atol=0.05)
+    loud = torch.full((1, 4, 64, 64), 100.0, dtype=torch.float16, requires_grad=True)
+    nothing = _singletons(torch.full((1, 64, 64), 1))  # only "coat": no family member
+    loss = family_contrast(loud, nothing, T)
+    assert loss == 0 and not torch.isnan(loss)
+    loss.backward()
+    assert torch.equal(loud.grad, torch.zeros_like(loud))
+
+
 def test_bad_input_is_named():
     with pytest.raises(ValueError, match="temperature must be > 0"):
         family_contrast(torch.zeros(1, 2, 1, 1), _singletons(torch.zeros(1, 1, 1).long()), T, 0)
