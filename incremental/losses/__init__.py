@@ -1,6 +1,6 @@
 """Losses over candidate sets (DESIGN §2) and the peers' losses expressed with them."""
 
-from incremental.losses.family_contrast import family_contrast, family_members
+from incremental.losses.family_contrast import family_contrast, family_sets
 from incremental.losses.label_consistent import consistent_sets, label_consistent_distillation
 from incremental.losses.local_pod import local_pod_embedding, local_pod_loss
 from incremental.losses.mib import (
@@ -36,7 +36,7 @@ __all__ = [
     "consistent_sets",
     "entropy_thresholds",
     "family_contrast",
-    "family_members",
+    "family_sets",
     "label_consistent_distillation",
     "local_pod_embedding",
     "local_pod_loss",

@@ -23,16 +23,11 @@ import torch.nn.functional as F
 from incremental.losses._checks import at_least_fp32
 
 
-def family_members(teacher_sets: torch.Tensor) -> list[torch.Tensor]:
-    """The student classes of each family: T(k) with more than one member.
-
-    Args:
-        teacher_sets: (K, C) bool, T.
-
-    Returns:
-        one (n_k,) long tensor of class indices per family, n_k ≥ 2, in teacher order.
-    """
-    return [row.nonzero().flatten() for row in teacher_sets if int(row.sum()) > 1]
+def family_sets(teacher_sets: torch.Tensor) -> torch.Tensor:
+    """The families: the rows of T with more than one member, (L, C) bool in teacher order (a
+    split parent's children, or a widened class and the class it hides). The one definition
+    that the contrast and the parent-set transforms share."""
+    return teacher_sets[teacher_sets.sum(dim=1) > 1]
 
 
 def family_contrast(
@@ -87,8 +82,8 @@ def family_contrast(
     with torch.autocast(device_type=features.device.type, enabled=False):
         z = F.normalize(at_least_fp32(features), dim=1).permute(0, 2, 3, 1)  # (B, h, w, D)
         losses = []
-        for members in family_members(teacher_sets.to(candidates.device)):
-            anchors = [z[singleton & (label == c)] for c in members.tolist()]
+        for family in family_sets(teacher_sets.to(candidates.device)):
+            anchors = [z[singleton & (label == c)] for c in family.nonzero().flatten().tolist()]
             anchors = [a for a in anchors if len(a)]  # (N_j, D) per member present
             if len(anchors) < 2:
                 continue

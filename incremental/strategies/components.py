@@ -19,6 +19,7 @@ import torch
 from incremental.labels import StepLabels
 from incremental.losses import (
     family_contrast,
+    family_sets,
     label_consistent_distillation,
     local_pod_loss,
     partial_cross_entropy,
@@ -137,9 +138,8 @@ class PseudoLabel(Component):
 def parent_set_pixels(step: StepContext) -> torch.Tensor:
     """(B, H, W) bool: pixels whose label's set is one of T's larger sets, an old label that
     the step splits or widens (an old image's "footwear" = {footwear_other, sneaker})."""
-    larger = step.teacher_sets[step.teacher_sets.sum(dim=1) > 1]  # (L, C)
     family = torch.zeros_like(step.informative)
-    for members in larger:
+    for members in family_sets(step.teacher_sets):  # (C,) bool each
         family |= (step.label_candidates == members[None, :, None, None]).all(dim=1)
     return family
 

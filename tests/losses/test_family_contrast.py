@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from incremental.labels import Split, TeacherMap, Transition
-from incremental.losses import family_contrast, family_members
+from incremental.losses import family_contrast, family_sets
 from incremental.strategies import FamilyContrast, PartialCE, StepContext, create_strategy
 
 TRANSITION = Transition(
@@ -34,9 +34,9 @@ def _loop(features, candidates, tau, prototype_features=None):
         (features if prototype_features is None else prototype_features).detach().double(), dim=1
     )
     total = []
-    for members in family_members(T):
+    for family in family_sets(T):
         anchors, targets = {}, {}
-        for c in members.tolist():
+        for c in family.nonzero().flatten().tolist():
             where = ((candidates.sum(dim=1) == 1) & candidates[:, c]).nonzero().tolist()
             if where:
                 anchors[c] = [z[b, :, i, j] for b, i, j in where]
@@ -56,7 +56,10 @@ def _loop(features, candidates, tau, prototype_features=None):
 
 
 def test_families_are_the_larger_sets_of_T():
-    assert [m.tolist() for m in family_members(T)] == [[0, BAG], [CAR_OTHER, POLICE_CAR]]
+    assert [f.nonzero().flatten().tolist() for f in family_sets(T)] == [
+        [0, BAG],
+        [CAR_OTHER, POLICE_CAR],
+    ]
 
 
 def test_it_is_the_formula():
