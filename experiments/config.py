@@ -47,9 +47,14 @@ class ExperimentConfig:
             applied over the config of every scenario of that kind (``fashion: {sizes: ...}``).
         overwrite: replace the experiment in the output folder (its results, models, runs).
         resume: continue the interrupted experiment in the output folder (same config).
-        jobs: independent runs side by side, each a single-threaded process (``"auto"``: the
-            core count on a CPU, 1 on a GPU or with several devices; 1: in this process, at the
-            default thread count).
+        jobs: independent runs side by side, each a process of ``threads`` threads
+            (``"auto"``: the core count divided by ``threads`` on a CPU, 1 on a GPU or with
+            several devices; 1: in this process).
+        threads: CPU threads each run computes with, whatever ``jobs`` (default 1). A CPU's
+            float sums are split by thread, so a run is bit-identical to another only at the
+            same count (and torch and CPU): fixed here, ``--jobs 1`` and ``--jobs 2`` give the
+            same numbers. More threads help a large model on many cores (README,
+            "Reproducibility").
         imports: Python modules to import first (for instance your strategies, which register
             themselves); also imported by every parallel job.
         retrain_old: train the old models even when cached or shipped.
@@ -88,6 +93,7 @@ class ExperimentConfig:
     overwrite: bool = False
     resume: bool = False
     jobs: Any = "auto"
+    threads: int = 1
     imports: list[str] = field(default_factory=list)
     retrain_old: bool = False
     old_model_seed: int | None = None

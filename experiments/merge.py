@@ -56,7 +56,7 @@ from incremental.io import write_text
 #: written, and the runner's flags.
 GRID_AND_FLAGS = frozenset({
     "name", "scenarios", "strategies", "seeds", "output", "cache_dir", "wandb", "wandb_project",
-    "wandb_artifacts", "resume", "overwrite", "jobs", "retrain_old",
+    "wandb_artifacts", "resume", "overwrite", "jobs", "threads", "retrain_old",
     "profile",  # a label: the profile's settings are resolved into the config compared
 })  # fmt: skip
 #: The merge's record of its folders and shared settings (one of ``OUTPUTS``).

@@ -1,6 +1,7 @@
 """An experiment's output folder: what it holds, --resume and --overwrite, results and models.
 
-Layout: ``config.yaml`` (the exact resolved config), ``results.csv`` (one row per run,
+Layout: ``config.yaml`` (the exact resolved config), ``environment.yaml`` (what it ran with
+beyond the config: package versions, CPU, threads, GPU), ``results.csv`` (one row per run,
 rewritten atomically after each), ``summary.md``, ``comparison.png``,
 ``models/<scenario>/<strategy>-seed<N>.pt`` and ``runs/`` (checkpoints and logs).
 """
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.cache import NON_SEMANTIC
@@ -25,13 +27,17 @@ from experiments.config_diff import (
     differing_keys,
 )
 from experiments.report import results_frame
-from incremental.io import write_atomic
+from incremental.devices import describe_environment
+from incremental.io import write_atomic, write_text
 
 #: Output files of an experiment: what --overwrite moves aside.
 OUTPUTS = (
-    "config.yaml", "results.csv", "summary.md", "comparison.png", "models", "runs", "wandb",
+    "config.yaml", "environment.yaml", "results.csv", "summary.md", "comparison.png", "models",
+    "runs", "wandb",
     "sources.yaml",  # a merge's (experiments.merge)
 )  # fmt: skip
+#: The record of the machine and packages an experiment ran on (one of ``OUTPUTS``).
+ENVIRONMENT = "environment.yaml"
 #: Where --overwrite keeps the previous experiment (replaced by the next --overwrite).
 PREVIOUS = "previous"
 
@@ -156,7 +162,9 @@ def finished_rows(out: Path) -> list[dict[str, Any]]:
 
 #: Runner flags a resumed experiment may change, and where its folder is (moved, copied to
 #: another machine, or named by another path): they do not change a result.
-RESUME_FLAGS = frozenset({"resume", "overwrite", "jobs", "retrain_old", "output"})
+#: (``threads`` too: a resumed run at another count is the same experiment in other bits;
+#: results.csv records each run's, and the runner says when they differ.)
+RESUME_FLAGS = frozenset({"resume", "overwrite", "jobs", "threads", "retrain_old", "output"})
 #: The display settings of ``train_old`` a resume may change: those the old model's cache key
 #: ignores (the others changed, the resume would train the old model again).
 OLD_MODEL_DISPLAY = DISPLAY_SETTINGS.intersection(NON_SEMANTIC)
@@ -176,6 +184,14 @@ def check_same_config(saved: DictConfig, config: DictConfig, out: Path) -> None:
             f"resume: the config differs from {out / 'config.yaml'}: {shown}; resume with the "
             "same settings, or start a new experiment with --output"
         )
+
+
+def write_environment(path: Path, threads: int) -> None:
+    """``environment.yaml``: :func:`~incremental.devices.describe_environment` with the runs'
+    thread count. A --resume rewrites it: it describes the latest start, and results.csv's
+    ``device``, ``precision`` and ``threads`` columns each run's own."""
+    environment = {**describe_environment(), "threads": threads}
+    write_text(path, yaml.safe_dump(environment, sort_keys=False), "the environment record")
 
 
 def write_results(out: Path, rows: Sequence[dict[str, Any]]) -> None:

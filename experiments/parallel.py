@@ -1,4 +1,5 @@
-"""Independent runs side by side: one single-threaded process per run.
+"""Independent runs side by side: one process per run, each of a set thread count (one by
+default: ``threads`` in the experiment's config).
 
 On a small CPU, two single-threaded processes train about twice as fast as one process with two
 threads (a small model's step barely parallelises across threads, and a loaded machine trained
@@ -23,9 +24,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def default_jobs(accelerator: str, multi_device: bool) -> int:
-    """``jobs: auto``: the number of cores on the CPU; one process on a GPU or with several
-    devices (they would share them)."""
+def default_jobs(accelerator: str, multi_device: bool, threads: int = 1) -> int:
+    """``jobs: auto``: the number of cores on the CPU divided by each run's ``threads``; one
+    process on a GPU or with several devices (they would share them)."""
     if multi_device or accelerator in ("gpu", "cuda", "mps"):
         return 1
     if accelerator == "auto":
@@ -33,13 +34,13 @@ def default_jobs(accelerator: str, multi_device: bool) -> int:
 
         if torch.cuda.is_available():
             return 1
-    return max(1, os.cpu_count() or 1)
+    return max(1, (os.cpu_count() or 1) // threads)
 
 
-def _start_worker(initializer: Callable[..., None] | None, initargs: tuple) -> None:
+def _start_worker(threads: int, initializer: Callable[..., None] | None, initargs: tuple) -> None:
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     if initializer is not None:
         initializer(*initargs)
 
@@ -59,10 +60,11 @@ def run_parallel(
     jobs: int,
     initializer: Callable[..., None] | None = None,
     initargs: tuple = (),
+    threads: int = 1,
 ) -> Iterator[tuple[Task, Any]]:
-    """Every task in ``jobs`` single-threaded processes; yields ``(task, result)`` as they
-    finish. The first error stops new tasks from starting; the tasks already running beside it
-    finish and are yielded (their work is kept), then the error is raised.
+    """Every task in ``jobs`` processes of ``threads`` threads each; yields ``(task, result)``
+    as they finish. The first error stops new tasks from starting; the tasks already running
+    beside it finish and are yielded (their work is kept), then the error is raised.
 
     At most ``jobs`` tasks are in flight; when one finishes, the first task in the given order
     whose ``after`` has finished starts (so the order is the priority). ``initializer(*initargs)``
@@ -79,13 +81,16 @@ def run_parallel(
         raise ValueError(f"tasks wait for tasks that are not given: {sorted(map(str, unknown))}")
     # A worker reads OMP_NUM_THREADS when it imports torch: set before the processes start.
     previous = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["OMP_NUM_THREADS"] = str(threads)
     context = multiprocessing.get_context("spawn")
     finished: set[Hashable] = set()
     running: dict[Future, Task] = {}
     try:
         with ProcessPoolExecutor(
-            jobs, mp_context=context, initializer=_start_worker, initargs=(initializer, initargs)
+            jobs,
+            mp_context=context,
+            initializer=_start_worker,
+            initargs=(threads, initializer, initargs),
         ) as pool:
             try:
                 first_failure: BaseException | None = None

@@ -25,7 +25,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments.config import ConfigError, load_config, scenario_configs
 from experiments.grid import RunKey, StrategyRun, strategy_runs
-from experiments.outputs import OutputLock, finished_rows, prepare_output, write_results
+from experiments.outputs import (
+    ENVIRONMENT,
+    OutputLock,
+    finished_rows,
+    prepare_output,
+    write_environment,
+    write_results,
+)
 from experiments.parallel import Task, default_jobs, run_parallel
 from experiments.report import (
     markdown,
@@ -49,7 +56,7 @@ from experiments.tracking import log_summary_run
 from experiments.units import chain_job, import_modules, old_model_job, share_scenarios
 from incremental.data import DatasetError, as_sources, build_scenarios
 from incremental.data.fashion.streams import scene_cache, using_scene_cache
-from incremental.devices import resolve_precision
+from incremental.devices import cpu_threads, resolve_precision
 from incremental.io import write_text
 from incremental.module import NonFiniteLossError
 from incremental.strategies import list_strategies
@@ -209,10 +216,13 @@ def describe_sizes(scenario: Any) -> str:
 
 
 def resolve_jobs(config: DictConfig) -> int:
-    """How many single-threaded processes run side by side (see experiments.parallel)."""
+    """How many processes of ``threads`` threads run side by side (see experiments.parallel)."""
+    threads = config.threads
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ConfigError(f"threads: expected an integer >= 1, got {threads!r}")
     multi = config.train.devices not in (1, "1") or config.train.num_nodes != 1
     if config.jobs == "auto":
-        return default_jobs(str(config.train.accelerator), multi)
+        return default_jobs(str(config.train.accelerator), multi, threads)
     if not isinstance(config.jobs, int) or isinstance(config.jobs, bool) or config.jobs < 1:
         raise ConfigError(f"jobs: expected 'auto' or an integer >= 1, got {config.jobs!r}")
     if config.jobs > 1 and multi:
@@ -258,15 +268,16 @@ def _checked_run(config: DictConfig) -> Any:
     with OutputLock(out):
         previous = prepare_output(config, out)
         write_text(out / "config.yaml", OmegaConf.to_yaml(config, resolve=True), "the config")
+        write_environment(out / ENVIRONMENT, config.threads)
         return _run(config, out, steps, configs, runs, jobs, writes, previous)
 
 
 def _run(config, out, steps, configs, runs, jobs, writes, previous) -> Any:
     """The grid of a validated experiment whose output folder is claimed."""
     rows, started = list(previous), time.time()
-    note = resumed_precision_note(rows, config, runs)
-    if note:
-        log.warning(note)
+    for note in (resumed_precision_note(rows, config, runs), resumed_threads_note(rows, config)):
+        if note:
+            log.warning(note)
     finished = {RunKey.of_row(r) for r in rows}
     total = sum(len(s) for s in steps.values()) * len(config.seeds) * len(runs)
     done = 0
@@ -292,19 +303,8 @@ def _run(config, out, steps, configs, runs, jobs, writes, previous) -> Any:
             write_results(out, rows)
 
     if jobs == 1:
-        for name, scenario_cfg in configs.items():
-            for seed in config.seeds:
-                teacher = old_model(config, scenario_cfg, steps[name][0], seed, out, writes)
-                log_old_model(name, seed, teacher.scores)
-                for run in runs:
-
-                    def step_started(scenario: Any, label: str = run.label, seed: int = seed):
-                        progress(scenario.name, label, seed)
-
-                    strategy_chain(
-                        config, steps[name], scenario_cfg, teacher, run, seed, out, writes,
-                        finished, step_started, lambda row: add([row]),
-                    )  # fmt: skip
+        with cpu_threads(config.threads):
+            _run_here(config, out, steps, configs, runs, writes, finished, progress, add)
     else:
         job = job_config(config, runs)
         old_text = OmegaConf.to_yaml(job, resolve=True)
@@ -354,7 +354,8 @@ def _run(config, out, steps, configs, runs, jobs, writes, previous) -> Any:
         # The scenarios and where their drawn scenes are kept, once per worker.
         shared = (share_scenarios, (steps, scene_cache()))
         # closing: an error here (a full disk) stops the pool before the output lock is freed.
-        with contextlib.closing(run_parallel(tasks, jobs, *shared)) as finishing:
+        finishing = run_parallel(tasks, jobs, *shared, threads=config.threads)
+        with contextlib.closing(finishing):
             for task, result in finishing:
                 if task.function is old_model_job:
                     _, name, seed = task.args
@@ -368,6 +369,23 @@ def _run(config, out, steps, configs, runs, jobs, writes, previous) -> Any:
     if writes:
         report(frame, config, out, time.time() - started)
     return frame
+
+
+def _run_here(config, out, steps, configs, runs, writes, finished, progress, add) -> None:
+    """The grid in this process, one run after another (``jobs: 1``)."""
+    for name, scenario_cfg in configs.items():
+        for seed in config.seeds:
+            teacher = old_model(config, scenario_cfg, steps[name][0], seed, out, writes)
+            log_old_model(name, seed, teacher.scores)
+            for run in runs:
+
+                def step_started(scenario: Any, label: str = run.label, seed: int = seed):
+                    progress(scenario.name, label, seed)
+
+                strategy_chain(
+                    config, steps[name], scenario_cfg, teacher, run, seed, out, writes,
+                    finished, step_started, lambda row: add([row]),
+                )  # fmt: skip
 
 
 def job_config(config: DictConfig, runs: list) -> DictConfig:
@@ -399,6 +417,25 @@ def resumed_precision_note(
         f"resume: finished runs trained at {before}; the rest train at {sorted(now)} here "
         f"(train.precision {config.train.precision!r}); results.csv records each run's"
     )
+
+
+def resumed_threads_note(rows: list[dict[str, Any]], config: DictConfig) -> str | None:
+    """A resumed experiment whose finished runs computed at another thread count: its rows
+    then mix bit patterns (the same distribution; results.csv records each run's count)."""
+    before = sorted({int(r["threads"]) for r in rows if _is_count(r.get("threads"))})
+    other = [count for count in before if count != config.threads]
+    if not other:
+        return None
+    return (
+        f"resume: finished runs computed with {other} thread(s); the rest with "
+        f"{config.threads} (threads): the same experiment, other bits; results.csv records each "
+        "run's"
+    )
+
+
+def _is_count(value: Any) -> bool:
+    """A thread count read back from results.csv (a row written before it recorded one: NaN)."""
+    return isinstance(value, int | float) and value == value and value >= 1
 
 
 def report(frame: Any, config: DictConfig, out: Path, seconds: float) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.cache import cache_key, cache_payload, find_old_model, model_file_name
@@ -17,6 +18,7 @@ from experiments.outputs import model_path, run_dir
 from experiments.tracking import finish, make_loggers
 from incremental.checkpoint_io import checkpoint_state
 from incremental.data.scenario import Scenario
+from incremental.devices import describe_environment
 from incremental.models import load_model_file, save_model_file
 from incremental.workflow import StepResult, TrainConfig, train_old_model, train_step
 
@@ -170,6 +172,9 @@ def old_model(
                 "device": result.device,
                 "precision": result.precision,
                 "cache": payload,
+                # Not in the hash: a CPU, torch or thread count of its own gives other bits of
+                # the same model (README, "Reproducibility").
+                "environment": describe_environment(),
             },
         )
     return result
@@ -253,6 +258,7 @@ def strategy_step(
         "train_seconds": round(time.time() - started, 1),
         "device": result.device,
         "precision": result.precision,
+        "threads": torch.get_num_threads(),
         **{f"scenario/{k}": v for k, v in scenario.info.items()},
     }
     return row, result.model

@@ -4,6 +4,11 @@ natively, full precision elsewhere)."""
 
 from __future__ import annotations
 
+import contextlib
+import platform
+import sys
+from collections.abc import Iterator
+from importlib import metadata
 from typing import Any
 
 import torch
@@ -98,3 +103,60 @@ def runs_on_cpu(accelerator: Any = "auto") -> bool:
         return False
     others = (XLAAccelerator, MPSAccelerator, CUDAAccelerator)
     return not any(kind.is_available() for kind in others)
+
+
+@contextlib.contextmanager
+def cpu_threads(count: int) -> Iterator[None]:
+    """Compute with ``count`` CPU threads inside the block (``torch.set_num_threads``), then
+    the previous count again. A CPU's float sums are split by thread, so the same run at
+    another thread count gives other bits (README, "Reproducibility")."""
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise ValueError(f"threads: expected an integer >= 1, got {count!r}")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+#: The packages whose versions decide a run's bits (with the CPU and the thread count).
+RECORDED_PACKAGES = (
+    "torch", "torchvision", "lightning", "segmentation-models-pytorch", "torchmetrics",
+    "albumentations", "numpy",
+)  # fmt: skip
+
+
+def describe_environment() -> dict[str, Any]:
+    """What a result was computed with, beyond its config: package versions, the CPU (its name
+    and the instruction set PyTorch's kernels dispatch to), the thread count, the GPU. Two runs
+    of one config are bit-identical only where these agree (README, "Reproducibility")."""
+    versions = {}
+    for package in RECORDED_PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    versions["torch"] = str(torch.__version__)  # with its build tag ("+cu130", "+cpu")
+    return {
+        "python": sys.version.split()[0],
+        "packages": versions,
+        "cpu": _cpu_name(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "platform": platform.platform(),
+    }
+
+
+def _cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, where ``platform.processor()`` often
+    says only the architecture)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

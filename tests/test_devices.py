@@ -285,3 +285,31 @@ def test_a_run_at_precision_auto_trains_and_records_what_it_resolved_to(
     result = train_step(split_scenario, teacher, {"name": "tiny-unet"},
                         create_strategy("candidate-sets"), config, 0, tmp_path)  # fmt: skip
     assert result.precision == ("bf16-mixed" if native else "32-true")
+
+
+def test_cpu_threads_sets_and_restores_the_count():
+    from incremental.devices import cpu_threads
+
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    with cpu_threads(other):
+        assert torch.get_num_threads() == other
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), cpu_threads(other):  # restored after an error too
+        raise RuntimeError("inside")
+    assert torch.get_num_threads() == before
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="threads: expected an integer >= 1"):
+            with cpu_threads(bad):
+                pass
+
+
+def test_the_environment_record_names_what_decides_the_bits():
+    from incremental.devices import describe_environment
+
+    environment = describe_environment()
+    assert environment["packages"]["torch"] == torch.__version__
+    assert environment["threads"] == torch.get_num_threads()
+    assert environment["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert environment["cpu"] and environment["python"].count(".") == 2
+    assert (environment["gpu"] is None) == (not torch.cuda.is_available())

@@ -129,3 +129,26 @@ def dying_run() -> str:
 def test_a_worker_that_dies_is_named_by_the_tasks_it_ran():
     with pytest.raises(RuntimeError, match=r"worker process died .* \['dies'\]"):
         list(run_parallel([Task("dies", dying_run, ())], jobs=1))
+
+
+def thread_count() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+@pytest.mark.slow
+def test_workers_compute_with_the_given_thread_count():
+    for threads in (1, 2):
+        counts = [r for _, r in run_parallel([Task("t", thread_count, ())], 1, threads=threads)]
+        assert counts == [threads]
+
+
+def test_auto_jobs_divide_the_cores_by_the_threads(monkeypatch):
+    from experiments.parallel import default_jobs
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert default_jobs("cpu", False) == 8
+    assert default_jobs("cpu", False, threads=2) == 4
+    assert default_jobs("cpu", False, threads=16) == 1
+    assert default_jobs("cpu", True, threads=2) == 1

@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from experiments.run import main
 from incremental.devices import resolve_precision
 from incremental.models import load_model_file
+from incremental.models.model_file import tensors_checksum
 from tests.scripts import load_test_data
 
 TINY = {
@@ -65,6 +66,10 @@ def test_run_writes_every_output(tmp_path, config_file, capsys):
     assert (out / "comparison.png").stat().st_size > 1000
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["train"]["epochs"] == 1 and saved["profile"] == "quick"
+    # Each run computed with the config's one thread, whatever this process's count.
+    assert saved["threads"] == 1 and set(frame["threads"]) == {1}
+    environment = yaml.safe_load((out / "environment.yaml").read_text())
+    assert environment["threads"] == 1 and environment["packages"]["torch"] == torch.__version__
     model = load_model_file(out / "models" / "fashion-split" / "candidate-sets+replay-seed0.pt")
     assert model.classes[-1] == "sneaker" and model.parents["sneaker"] == "footwear"
     assert model.build()(torch.zeros(1, 3, 32, 32)).shape == (1, 7, 32, 32)
@@ -74,6 +79,8 @@ def test_run_writes_every_output(tmp_path, config_file, capsys):
     # The old models are cached: a second experiment reuses them.
     cached = sorted((tmp_path / "cache").glob("old-*.pt"))
     assert len(cached) == 2
+    recorded = load_model_file(cached[0]).metadata["environment"]
+    assert recorded["threads"] == 1 and recorded["packages"]["torch"] == torch.__version__
     stamps = [p.stat().st_mtime_ns for p in cached]
     out2 = tmp_path / "out2"
     assert main([str(config_file), "--output", str(out2), "--strategies", "finetune"]) == 0
@@ -106,6 +113,8 @@ def test_existing_results_are_not_overwritten(tmp_path, config_file, capsys):
         (["--set", "strategy_train.joint.epochz=3"], "strategy_train.joint: unknown key"),
         (["--set", "strategy_train.jont.epochs=3"], "strategy_train: unknown strategy 'jont'"),
         (["--jobs", "0"], "jobs: expected 'auto' or an integer >= 1"),
+        (["--set", "threads=0"], "threads: expected an integer >= 1, got 0"),
+        (["--set", "threads=many"], "threads"),
     ],
 )
 def test_bad_config_is_a_clear_error(tmp_path, config_file, capsys, args, message):
@@ -174,6 +183,35 @@ def test_parallel_jobs_write_every_run(tmp_path, config_file, capsys):
     # Cached old models are loaded by the main process; none is sent to a job.
     assert main([*argv, "--output", str(tmp_path / "again")]) == 0
     assert "0 old model(s) to train, 4 run(s)" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_parallel_jobs_give_the_numbers_of_one_job(tmp_path, config_file):
+    """``threads`` (1) decides each run's thread count, not ``jobs``: the same experiment in
+    this process (here at two threads) and in two single-threaded workers gives the same old
+    model and the same scores to the last bit. Before, ``--jobs 1`` computed at the process's
+    count and gave other numbers."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # this process's default on a 2-core machine
+    try:
+        common = [str(config_file), "--scenarios", "fashion-split", "--strategies",
+                  "candidate-sets", "--retrain-old"]  # fmt: skip
+        here, there = tmp_path / "here", tmp_path / "there"
+        assert main([*common, "--output", str(here), "--jobs", "1",
+                     "--set", f"cache_dir={tmp_path / 'cache-here'}"]) == 0  # fmt: skip
+        assert torch.get_num_threads() == 2  # restored
+        assert main([*common, "--output", str(there), "--jobs", "2",
+                     "--set", f"cache_dir={tmp_path / 'cache-there'}"]) == 0  # fmt: skip
+    finally:
+        torch.set_num_threads(before)
+    a, b = (pd.read_csv(p / "results.csv") for p in (here, there))
+    scores = [c for c in a.columns if c.startswith(("miou", "iou/", "hiou", "split_"))]
+    assert scores and a[scores].equals(b[scores])
+    old = [
+        tensors_checksum(load_model_file(next((tmp_path / c).glob("old-*.pt"))).state_dict)
+        for c in ("cache-here", "cache-there")
+    ]
+    assert old[0] == old[1]
 
 
 @pytest.mark.slow
@@ -312,3 +350,15 @@ def test_a_resume_that_would_mix_precisions_says_so(monkeypatch):
     assert note and "['bf16-mixed']" in note and "['32-true']" in note
     assert resumed_precision_note([{"precision": "32-true"}], config, runs) is None
     assert resumed_precision_note([], config, runs) is None
+
+
+def test_a_resume_at_another_thread_count_says_so():
+    """The same experiment in other bits: said, not refused (results.csv records each run's)."""
+    from experiments.config import load_config
+    from experiments.run import resumed_threads_note
+
+    config = load_config()  # threads 1
+    note = resumed_threads_note([{"threads": 2}, {"threads": 1}, {"threads": float("nan")}], config)
+    assert note and "[2] thread(s)" in note and "the rest with 1" in note
+    assert resumed_threads_note([{"threads": 1.0}, {}], config) is None
+    assert resumed_threads_note([], config) is None
