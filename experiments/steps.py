@@ -172,9 +172,10 @@ def old_model(
                 "device": result.device,
                 "precision": result.precision,
                 "cache": payload,
-                # Not in the hash: a CPU, torch or thread count of its own gives other bits of
-                # the same model (README, "Reproducibility").
+                # Not in the hash: a CPU, torch or thread count of its own, or the memory
+                # layout, gives other bits of the same model (README, "Reproducibility").
                 "environment": describe_environment(),
+                "channels_last": train.get("channels_last"),
             },
         )
     return result

@@ -79,8 +79,9 @@ def test_run_writes_every_output(tmp_path, config_file, capsys):
     # The old models are cached: a second experiment reuses them.
     cached = sorted((tmp_path / "cache").glob("old-*.pt"))
     assert len(cached) == 2
-    recorded = load_model_file(cached[0]).metadata["environment"]
-    assert recorded["threads"] == 1 and recorded["packages"]["torch"] == torch.__version__
+    recorded = load_model_file(cached[0]).metadata
+    assert recorded["environment"]["threads"] == 1 and recorded["channels_last"] is True
+    assert recorded["environment"]["packages"]["torch"] == torch.__version__
     stamps = [p.stat().st_mtime_ns for p in cached]
     out2 = tmp_path / "out2"
     assert main([str(config_file), "--output", str(out2), "--strategies", "finetune"]) == 0
