@@ -215,3 +215,34 @@ def test_the_strategy_setting_adds_the_term_on_the_decoder_output():
     assert torch.isclose(
         FamilyContrast(0.3, 0.2)(step), 0.3 * family_contrast(decoded, candidates, T, 0.2)
     )
+
+
+def test_self_trained_parent_pixels_become_anchors():
+    """Replay's combination (`self_training` with `contrast`): the transform runs first, so an
+    old image's parent pixel ({car_other, police_car}) on which the student is confident
+    within the set (90 % police_car) is an anchor of police_car; an unsure one (55 %) is not."""
+    parent = torch.zeros(5, dtype=torch.bool)
+    parent[[CAR_OTHER, POLICE_CAR]] = True
+    labels = _singletons(torch.tensor([[[POLICE_CAR, CAR_OTHER, 0, 0]]]))
+    labels[0, :, 0, 2] = parent  # confident
+    labels[0, :, 0, 3] = parent  # unsure
+    logits = torch.zeros(1, 5, 1, 4)
+    logits[0, POLICE_CAR, 0, 2] = math.log(9.0)  # 9:1 within the set
+    logits[0, POLICE_CAR, 0, 3] = math.log(55 / 45)
+    features = torch.randn(1, 6, 1, 4, generator=torch.Generator().manual_seed(3))
+    step = StepContext(
+        logits, labels, labels.sum(1) < 5, T, torch.arange(3), label_candidates=labels,
+        student_features=[features],
+    )  # fmt: skip
+    settings = {"contrast": 1.0, "distillation": "none", "refine": False}
+    combined = create_strategy("candidate-sets", {**settings, "self_training": 0.8})
+    alone = create_strategy("candidate-sets", settings)
+    expected = labels.clone()
+    expected[0, :, 0, 2] = F.one_hot(torch.tensor(POLICE_CAR), 5).bool()
+    assert torch.isclose(
+        combined.loss_terms(step)["contrast"], family_contrast(features, expected, T)
+    )
+    assert torch.isclose(alone.loss_terms(step)["contrast"], family_contrast(features, labels, T))
+    assert not torch.isclose(
+        family_contrast(features, expected, T), family_contrast(features, labels, T)
+    )
