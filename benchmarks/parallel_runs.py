@@ -41,6 +41,8 @@ def run(config: Path, out: Path, seeds: str, jobs: int) -> float:
     """Seconds of one experiment in a fresh process."""
     command = [sys.executable, "-m", "experiments.run", str(config), "--output", str(out),
                "--seeds", seeds, "--jobs", str(jobs), "--overwrite"]  # fmt: skip
+    if jobs == 1:  # the baseline: one process at every core (`threads` defaults to 1)
+        command += ["--set", f"threads={os.cpu_count() or 1}"]
     started = time.perf_counter()
     subprocess.run(command, check=True, cwd=ROOT, capture_output=True, env=dict(os.environ))
     return time.perf_counter() - started

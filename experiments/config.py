@@ -54,7 +54,8 @@ class ExperimentConfig:
             float sums are split by thread, so a run is bit-identical to another only at the
             same count (and torch and CPU): fixed here, ``--jobs 1`` and ``--jobs 2`` give the
             same numbers. More threads help a large model on many cores (README,
-            "Reproducibility").
+            "Reproducibility"). On a GPU an in-process run keeps torch's count (it changes no
+            result there), and with several devices Lightning sets each process's.
         imports: Python modules to import first (for instance your strategies, which register
             themselves); also imported by every parallel job.
         retrain_old: train the old models even when cached or shipped.

@@ -56,7 +56,7 @@ from experiments.tracking import log_summary_run
 from experiments.units import chain_job, import_modules, old_model_job, share_scenarios
 from incremental.data import DatasetError, as_sources, build_scenarios
 from incremental.data.fashion.streams import scene_cache, using_scene_cache
-from incremental.devices import cpu_threads, resolve_precision
+from incremental.devices import cpu_threads, resolve_precision, runs_on_cpu
 from incremental.io import write_text
 from incremental.module import NonFiniteLossError
 from incremental.strategies import list_strategies
@@ -95,8 +95,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, An
     )
     parser.add_argument(
         "--jobs",
-        help="runs side by side, each a single-threaded process (default auto: the core count "
-        "on a CPU, 1 on a GPU)",
+        help="runs side by side, each a process of `threads` threads (--set threads=N, default "
+        "1; default auto: the core count divided by threads on a CPU, 1 on a GPU)",
     )
     parser.add_argument(
         "--retrain-old",
@@ -303,7 +303,7 @@ def _run(config, out, steps, configs, runs, jobs, writes, previous) -> Any:
             write_results(out, rows)
 
     if jobs == 1:
-        with cpu_threads(config.threads):
+        with pinned_threads(config):
             _run_here(config, out, steps, configs, runs, writes, finished, progress, add)
     else:
         job = job_config(config, runs)
@@ -369,6 +369,16 @@ def _run(config, out, steps, configs, runs, jobs, writes, previous) -> Any:
     if writes:
         report(frame, config, out, time.time() - started)
     return frame
+
+
+def pinned_threads(config: DictConfig) -> contextlib.AbstractContextManager:
+    """``threads`` for an in-process run on one CPU device. On a GPU the count changes no
+    result and one thread would only slow the CPU side (data, metrics); with several devices
+    Lightning's launcher sets each process's count itself (cores / processes)."""
+    multi = config.train.devices not in (1, "1") or config.train.num_nodes != 1
+    if multi or not runs_on_cpu(config.train.accelerator):
+        return contextlib.nullcontext()
+    return cpu_threads(config.threads)
 
 
 def _run_here(config, out, steps, configs, runs, writes, finished, progress, add) -> None:

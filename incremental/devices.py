@@ -129,7 +129,8 @@ RECORDED_PACKAGES = (
 
 def describe_environment() -> dict[str, Any]:
     """What a result was computed with, beyond its config: package versions, the CPU (its name
-    and the instruction set PyTorch's kernels dispatch to), the thread count, the GPU. Two runs
+    and the instruction set PyTorch's kernels dispatch to), the thread count, the GPU (where
+    this process has started CUDA; results rows name each run's device). Two runs
     of one config are bit-identical only where these agree (README, "Reproducibility")."""
     versions = {}
     for package in RECORDED_PACKAGES:
@@ -144,7 +145,9 @@ def describe_environment() -> dict[str, Any]:
         "cpu": _cpu_name(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        # Named only once this process uses CUDA: querying it would start a CUDA context in
+        # a parent whose runs go to workers (and forbid Lightning's ddp_fork).
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_initialized() else None,
         "platform": platform.platform(),
     }
 

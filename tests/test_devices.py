@@ -312,4 +312,4 @@ def test_the_environment_record_names_what_decides_the_bits():
     assert environment["threads"] == torch.get_num_threads()
     assert environment["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert environment["cpu"] and environment["python"].count(".") == 2
-    assert (environment["gpu"] is None) == (not torch.cuda.is_available())
+    assert (environment["gpu"] is None) == (not torch.cuda.is_initialized())

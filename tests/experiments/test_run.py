@@ -363,3 +363,27 @@ def test_a_resume_at_another_thread_count_says_so():
     assert note and "[2] thread(s)" in note and "the rest with 1" in note
     assert resumed_threads_note([{"threads": 1.0}, {}], config) is None
     assert resumed_threads_note([], config) is None
+
+
+def test_threads_are_pinned_only_for_a_single_cpu_device():
+    """On a GPU the count changes no result (one thread would only slow the CPU side); with
+    several devices Lightning's launcher sets each process's count."""
+    import contextlib
+
+    from experiments.config import load_config
+    from experiments.run import pinned_threads
+
+    def pinned(**train) -> bool:
+        config = load_config(
+            overrides={"threads": 3, **{f"train.{k}": v for k, v in train.items()}}
+        )
+        return not isinstance(pinned_threads(config), contextlib.nullcontext)
+
+    assert pinned(accelerator="cpu")
+    assert not pinned(accelerator="cuda")
+    assert not pinned(accelerator="cpu", devices=2)
+    assert not pinned(accelerator="cpu", num_nodes=2)
+    before = torch.get_num_threads()
+    with pinned_threads(load_config(overrides={"threads": 3, "train.accelerator": "cpu"})):
+        assert torch.get_num_threads() == 3
+    assert torch.get_num_threads() == before
