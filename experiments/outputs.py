@@ -186,11 +186,14 @@ def check_same_config(saved: DictConfig, config: DictConfig, out: Path) -> None:
         )
 
 
-def write_environment(path: Path, threads: int) -> None:
+def write_environment(path: Path, threads: int | None) -> None:
     """``environment.yaml``: :func:`~incremental.devices.describe_environment` with the runs'
-    thread count. A --resume rewrites it: it describes the latest start, and results.csv's
-    ``device``, ``precision`` and ``threads`` columns each run's own."""
-    environment = {**describe_environment(), "threads": threads}
+    thread count (None: they compute at this process's). A --resume rewrites it: it describes
+    the latest start, and results.csv's ``device``, ``precision`` and ``threads`` columns each
+    run's own."""
+    environment = describe_environment()
+    if threads is not None:
+        environment["threads"] = threads
     write_text(path, yaml.safe_dump(environment, sort_keys=False), "the environment record")
 
 

@@ -56,7 +56,12 @@ from experiments.tracking import log_summary_run
 from experiments.units import chain_job, import_modules, old_model_job, share_scenarios
 from incremental.data import DatasetError, as_sources, build_scenarios
 from incremental.data.fashion.streams import scene_cache, using_scene_cache
-from incremental.devices import cpu_threads, resolve_precision, runs_on_cpu
+from incremental.devices import (
+    check_thread_count,
+    cpu_threads,
+    resolve_precision,
+    runs_on_cpu,
+)
 from incremental.io import write_text
 from incremental.module import NonFiniteLossError
 from incremental.strategies import list_strategies
@@ -155,10 +160,14 @@ def is_main_process() -> bool:
     return all(int(os.environ.get(name, "0") or 0) == 0 for name in ranks)
 
 
+def several_devices(config: DictConfig) -> bool:
+    """Whether each run trains on several devices or nodes (Lightning's launcher)."""
+    return config.train.devices not in (1, "1") or config.train.num_nodes != 1
+
+
 def check_devices(config: DictConfig) -> None:
     differ = [k for k in DEVICE_KEYS if config.train_old[k] != config.train[k]]
-    multi = config.train.devices not in (1, "1") or config.train.num_nodes != 1
-    if differ and multi:
+    if differ and several_devices(config):
         raise ConfigError(
             f"train_old and train differ in {differ}: a multi-device experiment needs the same "
             f"{list(DEVICE_KEYS)} for both steps (set train_old.<key> too)"
@@ -217,12 +226,13 @@ def describe_sizes(scenario: Any) -> str:
 
 def resolve_jobs(config: DictConfig) -> int:
     """How many processes of ``threads`` threads run side by side (see experiments.parallel)."""
-    threads = config.threads
-    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-        raise ConfigError(f"threads: expected an integer >= 1, got {threads!r}")
-    multi = config.train.devices not in (1, "1") or config.train.num_nodes != 1
+    try:
+        check_thread_count(config.threads)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    multi = several_devices(config)
     if config.jobs == "auto":
-        return default_jobs(str(config.train.accelerator), multi, threads)
+        return default_jobs(str(config.train.accelerator), multi, config.threads)
     if not isinstance(config.jobs, int) or isinstance(config.jobs, bool) or config.jobs < 1:
         raise ConfigError(f"jobs: expected 'auto' or an integer >= 1, got {config.jobs!r}")
     if config.jobs > 1 and multi:
@@ -268,7 +278,7 @@ def _checked_run(config: DictConfig) -> Any:
     with OutputLock(out):
         previous = prepare_output(config, out)
         write_text(out / "config.yaml", OmegaConf.to_yaml(config, resolve=True), "the config")
-        write_environment(out / ENVIRONMENT, config.threads)
+        write_environment(out / ENVIRONMENT, run_threads(config, jobs))
         return _run(config, out, steps, configs, runs, jobs, writes, previous)
 
 
@@ -303,7 +313,7 @@ def _run(config, out, steps, configs, runs, jobs, writes, previous) -> Any:
             write_results(out, rows)
 
     if jobs == 1:
-        with pinned_threads(config):
+        with pinned_threads(config, jobs):
             _run_here(config, out, steps, configs, runs, writes, finished, progress, add)
     else:
         job = job_config(config, runs)
@@ -371,14 +381,20 @@ def _run(config, out, steps, configs, runs, jobs, writes, previous) -> Any:
     return frame
 
 
-def pinned_threads(config: DictConfig) -> contextlib.AbstractContextManager:
-    """``threads`` for an in-process run on one CPU device. On a GPU the count changes no
-    result and one thread would only slow the CPU side (data, metrics); with several devices
-    Lightning's launcher sets each process's count itself (cores / processes)."""
-    multi = config.train.devices not in (1, "1") or config.train.num_nodes != 1
-    if multi or not runs_on_cpu(config.train.accelerator):
-        return contextlib.nullcontext()
-    return cpu_threads(config.threads)
+def run_threads(config: DictConfig, jobs: int) -> int | None:
+    """The CPU threads every run computes with: ``threads`` in parallel jobs and in an
+    in-process run on one CPU device; None (torch's own count) in-process on a GPU, where the
+    count changes no result and one thread would only slow the CPU side (data, metrics), and
+    with several devices, where Lightning's launcher sets each process's (cores / processes)."""
+    if jobs > 1 or (not several_devices(config) and runs_on_cpu(config.train.accelerator)):
+        return config.threads
+    return None
+
+
+def pinned_threads(config: DictConfig, jobs: int = 1) -> contextlib.AbstractContextManager:
+    """Computing at :func:`run_threads`' count inside the block (nothing pinned where None)."""
+    threads = run_threads(config, jobs)
+    return contextlib.nullcontext() if threads is None else cpu_threads(threads)
 
 
 def _run_here(config, out, steps, configs, runs, writes, finished, progress, add) -> None:

@@ -105,13 +105,18 @@ def runs_on_cpu(accelerator: Any = "auto") -> bool:
     return not any(kind.is_available() for kind in others)
 
 
+def check_thread_count(count: Any) -> None:
+    """Raises ValueError naming ``threads`` unless ``count`` is an integer >= 1."""
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise ValueError(f"threads: expected an integer >= 1, got {count!r}")
+
+
 @contextlib.contextmanager
 def cpu_threads(count: int) -> Iterator[None]:
     """Compute with ``count`` CPU threads inside the block (``torch.set_num_threads``), then
     the previous count again. A CPU's float sums are split by thread, so the same run at
     another thread count gives other bits (README, "Reproducibility")."""
-    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-        raise ValueError(f"threads: expected an integer >= 1, got {count!r}")
+    check_thread_count(count)
     previous = torch.get_num_threads()
     torch.set_num_threads(count)
     try:

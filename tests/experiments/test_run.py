@@ -371,7 +371,7 @@ def test_threads_are_pinned_only_for_a_single_cpu_device():
     import contextlib
 
     from experiments.config import load_config
-    from experiments.run import pinned_threads
+    from experiments.run import pinned_threads, run_threads
 
     def pinned(**train) -> bool:
         config = load_config(
@@ -383,6 +383,9 @@ def test_threads_are_pinned_only_for_a_single_cpu_device():
     assert not pinned(accelerator="cuda")
     assert not pinned(accelerator="cpu", devices=2)
     assert not pinned(accelerator="cpu", num_nodes=2)
+    # Parallel jobs always compute at `threads` (their workers are pinned where they start).
+    gpu = load_config(overrides={"threads": 3, "train.accelerator": "cuda"})
+    assert run_threads(gpu, jobs=2) == 3 and run_threads(gpu, jobs=1) is None
     before = torch.get_num_threads()
     with pinned_threads(load_config(overrides={"threads": 3, "train.accelerator": "cpu"})):
         assert torch.get_num_threads() == 3
