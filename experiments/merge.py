@@ -5,7 +5,7 @@ cluster, one slice of the full profile per session, the GPU machine's pack next 
 machine's runs. Each EXP is an experiment folder (``config.yaml`` and ``results.csv``, as
 ``experiments.run`` writes them). The merged folder gets ``results.csv``, ``summary.md`` (with
 the paired differences and the oracle check over all the merged seeds), ``comparison.png``
-and ``sources.yaml`` (the folders merged and the settings they share).
+and ``sources.yaml`` (the folders merged, the settings they share, and each folder's grid).
 
 Only experiments of the same settings merge: every config key but the grid (scenarios,
 strategies, seeds) and the flags that do not change a result must be equal, with the same type
@@ -61,6 +61,9 @@ GRID_AND_FLAGS = frozenset({
 })  # fmt: skip
 #: The merge's record of its folders and shared settings (one of ``OUTPUTS``).
 SOURCES = "sources.yaml"
+#: The keys of an experiment's grid, which ``sources.yaml`` records for each folder merged
+#: (``grids``) so that a merge's settings can be compared with what its profile computes today.
+GRID_KEYS = ("name", "profile", "scenarios", "strategies", "seeds", "old_model_seed")
 #: Per-strategy settings (``<key>.<strategy>``) a rerun of that strategy may change.
 RERUN_SETTINGS = ("strategy_train", "strategy_overrides")
 
@@ -123,9 +126,20 @@ def run_settings(config: dict[str, Any], strategies: set[str]) -> dict[str, Any]
     strategy it did not run changed none of its results. What :func:`merge_results` returns for
     one folder, and what to compare a saved experiment with today's profile by."""
     settings = shared_settings(config)
-    definitions = {name: (Path(), entry) for name, entry in grid_definitions(config).items()}
-    entries = _strategy_entries(settings, strategies, definitions)
+    entries = _strategy_entries(settings, strategies, grid_definitions(config))
     return _with_entries(_common_settings(settings), entries)
+
+
+def settings_of_runs(
+    settings: dict[str, Any], config: dict[str, Any], strategies: set[str]
+) -> dict[str, Any]:
+    """The part of a merge's ``settings`` (``sources.yaml``'s) that the runs of ``strategies``
+    in the experiment of ``config`` depend on, laid out as :func:`run_settings` lays them out:
+    the common settings and those strategies' own entries. How a committed merge is compared
+    with today's profile, one merged experiment (``sources.yaml``'s ``grids``) at a time."""
+    keys = _strategy_entries(shared_settings(config), strategies, grid_definitions(config))
+    values = {(key, entry): (settings.get(key) or {}).get(entry) for key, entry in keys}
+    return _with_entries(_common_settings(settings), values)
 
 
 def merge_results(
@@ -158,7 +172,7 @@ def merge_results(
         _check_settings(common, _common_settings(settings), folders[0], folder)
         _check_definitions(definitions, config, folder)
         ran = set(results["strategy"])
-        for (key, entry), value in _strategy_entries(settings, ran, definitions).items():
+        for (key, entry), value in _strategy_entries(settings, ran, _named(definitions)).items():
             first_folder, first_value = entries.setdefault((key, entry), (folder, value))
             if differing_keys(first_value, value):
                 a, b = _entry_tree(key, entry, first_value), _entry_tree(key, entry, value)
@@ -214,14 +228,21 @@ def _common_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return {k: None if k in RERUN_SETTINGS else v for k, v in settings.items()}
 
 
-def _base(name: str, definitions: dict[str, tuple[Path, Any]]) -> str:
-    """The registered strategy a run's strategy name is built on (a variant's, its own)."""
-    entry = definitions.get(f"strategy/{name}", (None, None))[1]
+def _named(definitions: dict[str, tuple[Path, Any]]) -> dict[str, Any]:
+    """``merge_results``' definitions (name -> (the first folder naming it, entry)) without
+    their folders, as :func:`grid_definitions` gives them."""
+    return {name: entry for name, (_, entry) in definitions.items()}
+
+
+def _base(name: str, definitions: dict[str, Any]) -> str:
+    """The registered strategy a run's strategy name is built on (a variant's, its own);
+    ``definitions`` as :func:`grid_definitions` gives them."""
+    entry = definitions.get(f"strategy/{name}")
     return str(entry["strategy"] if entry else name).partition("+")[0]
 
 
 def _strategy_entries(
-    settings: dict[str, Any], strategies: set[str], definitions: dict[str, tuple[Path, Any]]
+    settings: dict[str, Any], strategies: set[str], definitions: dict[str, Any]
 ) -> dict[tuple[str, str], Any]:
     """The per-strategy settings that act on runs of ``strategies`` (results.csv's names):
     ``(key, entry) -> value`` (None where absent) for ``strategy_train.<name>`` and
@@ -327,7 +348,7 @@ def _replace_reruns(
             )
     built_on: dict[str, set[str]] = {}
     for name in [*held, *rerun_strategies]:
-        built_on.setdefault(_base(name, definitions), set()).add(name)
+        built_on.setdefault(_base(name, _named(definitions)), set()).add(name)
     # The bases whose overrides a rerun may change: every strategy built on them is rerun.
     own_bases = {b for b, names in built_on.items() if names <= rerun_strategies}
     chosen: dict[tuple[str, str], tuple[Path, Any]] = {}  # (key, entry) -> (rerun, value)
@@ -335,7 +356,7 @@ def _replace_reruns(
     for rerun, rerun_settings, results in loaded:
         strategies = set(results["strategy"])
         changed = differing_keys(common, _common_settings(rerun_settings))
-        own = _strategy_entries(rerun_settings, strategies, definitions)
+        own = _strategy_entries(rerun_settings, strategies, _named(definitions))
         # Overrides of a base not wholly rerun: the other strategies on it keep them.
         kept = {
             k: value for k, value in own.items()
@@ -489,6 +510,7 @@ def write_merged(
                 **({"reruns": [str(f) for f in reruns]} if reruns else {}),
                 **grid,
                 "settings": settings,
+                "grids": [_grid_of(folder) for folder in [*folders, *reruns]],
             }
         ),
         "the merge's sources",
@@ -505,6 +527,18 @@ def write_merged(
     write_summary(merged, out / "summary.md", f"Merged experiment {out.name}", header)
     plot_comparison(merged, out / "comparison.png")
     return merged
+
+
+def _grid_of(folder: Path) -> dict[str, Any]:
+    """One merged folder's grid (``GRID_KEYS``) and the strategies it ran (results.csv's
+    names, ``ran``): with the merge's settings, enough to compare them with today's profile
+    (:func:`settings_of_runs`) once the folders themselves are gone."""
+    config, results = load_experiment(folder)
+    return {
+        "folder": str(folder),
+        **{key: config.get(key) for key in GRID_KEYS},
+        "ran": sorted(set(results["strategy"])),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,21 +1,32 @@
 """The committed results (``results/``, the rows behind README's tables) are experiments that
 ``experiments.merge`` reads, run with the settings the profile they name computes today: a
 change to the full profile that would make them stale (and refuse to merge with a later seed's
-slice) fails here."""
+slice) fails here. A committed merge (``sources.yaml``, its folders not committed) is compared
+through the grids and settings it records."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import yaml
 from omegaconf import OmegaConf
 
 from experiments.config import load_config
 from experiments.config_diff import differing_keys
-from experiments.merge import load_experiment, merge_results, run_settings
+from experiments.merge import (
+    GRID_KEYS,
+    SOURCES,
+    load_experiment,
+    merge_results,
+    run_settings,
+    settings_of_runs,
+)
 
 RESULTS = Path(__file__).parents[2] / "results"
 FOLDERS = sorted(p.parent for p in RESULTS.glob("*/*/config.yaml"))
+MERGES = sorted(p.parent for p in RESULTS.glob(f"*/*/{SOURCES}"))
 #: Strategy reruns (``experiments.merge --rerun``): each replaces its strategies' runs in the
 #: other folders of its group, whose settings for those strategies are then older than today's.
 RERUNS = [RESULTS / "full-profile" / "jd40"]
@@ -34,7 +45,7 @@ def study_config(name: str) -> Path | None:
 def todays_config(saved: dict) -> dict:
     """The resolved config today's profile (and the study of that name, for a study's rows)
     computes for a saved experiment's grid."""
-    grid = {k: saved[k] for k in ("profile", "scenarios", "strategies", "seeds", "old_model_seed")}
+    grid = {k: saved[k] for k in GRID_KEYS if k != "name"}
     return OmegaConf.to_container(load_config(study_config(saved["name"]), grid), resolve=True)
 
 
@@ -73,3 +84,24 @@ def test_a_group_with_its_reruns_merges_into_todays_profile(rerun):
     today = run_settings(todays_config(load_experiment(folders[0])[0]), set(merged["strategy"]))
     assert differing_keys(settings, today) == []
     assert len(merged) == sum(len(load_experiment(f)[1]) for f in folders)
+
+
+@pytest.mark.parametrize("merge", MERGES, ids=lambda p: str(p.relative_to(RESULTS)))
+def test_committed_merges_match_todays_profile(merge):
+    """Each folder a committed merge was made of (``sources.yaml``'s ``grids``) ran with the
+    settings today's profile (and its study) computes, for the strategies it ran; the merge
+    holds the runs of those grids and no other."""
+    sources = yaml.safe_load((merge / SOURCES).read_text())
+    assert "grids" in sources, (
+        f"{merge / SOURCES} records no grids: merge its folders again with today's "
+        "experiments.merge to record them"
+    )
+    for grid in sources["grids"]:
+        today = todays_config(grid)
+        ran = set(grid["ran"])
+        recorded = settings_of_runs(sources["settings"], today, ran)
+        assert differing_keys(recorded, run_settings(today, ran)) == [], grid["folder"]
+    results = pd.read_csv(merge / "results.csv")
+    assert set(results["strategy"]) == {s for g in sources["grids"] for s in g["ran"]}
+    assert set(results["seed"]) <= {s for g in sources["grids"] for s in g["seeds"]}
+    assert len(results) == len(results.drop_duplicates(["scenario", "strategy", "seed", "replay"]))

@@ -13,7 +13,15 @@ import pytest
 import yaml
 
 from experiments.config import ConfigError
-from experiments.merge import load_experiment, main, merge_results, run_settings, write_merged
+from experiments.merge import (
+    GRID_KEYS,
+    load_experiment,
+    main,
+    merge_results,
+    run_settings,
+    settings_of_runs,
+    write_merged,
+)
 from experiments.run import main as run_main
 from tests.experiments.test_run import TINY
 
@@ -445,3 +453,33 @@ def test_run_settings_hold_only_the_own_settings_of_the_strategies_run(tmp_path)
                         strategy_train=config["strategy_train"],
                         strategy_overrides=config["strategy_overrides"])  # fmt: skip
     assert merge_results([folder])[0] == run_settings(load_experiment(folder)[0], {"joint", "cs-x"})
+
+
+def test_sources_record_each_folder_s_grid_to_compare_the_merge_with_today(tmp_path):
+    """``sources.yaml``'s ``grids``: each folder's grid and the strategies it ran, so that the
+    merged settings can be compared with what the profile computes today once the folders
+    are gone (``settings_of_runs``, as ``tests/experiments/test_committed_results`` does)."""
+    own = {"candidate-sets": {"kd_weight": 2}}
+    a = experiment(tmp_path / "a", [0], [[0.5], [0.4]], strategies=("joint", variant("cs-x")),
+                   strategy_overrides=own)  # fmt: skip
+    b = experiment(tmp_path / "b", [1], [[0.6]], strategies=("plop",), strategy_overrides=own)
+    write_merged(tmp_path / "m", [a, b])
+    sources = yaml.safe_load((tmp_path / "m" / "sources.yaml").read_text())
+    grids = sources["grids"]
+    assert [g["folder"] for g in grids] == [str(a), str(b)]
+    assert grids[0]["ran"] == ["cs-x", "joint"] and grids[1]["ran"] == ["plop"]
+    assert grids[0]["strategies"] == ["joint", variant("cs-x")] and grids[1]["seeds"] == [1]
+    assert set(GRID_KEYS) <= set(grids[0])
+    for grid, folder in zip(grids, (a, b), strict=True):
+        config = load_experiment(folder)[0]
+        ran = set(grid["ran"])
+        assert settings_of_runs(sources["settings"], config, ran) == run_settings(config, ran)
+    # A strategy's own entry that today's config no longer has is a difference.
+    today = {**load_experiment(a)[0], "strategy_overrides": {}}
+    ran = set(grids[0]["ran"])
+    assert settings_of_runs(sources["settings"], today, ran) != run_settings(today, ran)
+    # The variant's base carries the overrides; a folder that did not run it does not.
+    assert (
+        settings_of_runs(sources["settings"], load_experiment(b)[0], {"plop"})["strategy_overrides"]
+        == {}
+    )
