@@ -30,11 +30,51 @@ def family_sets(teacher_sets: torch.Tensor) -> torch.Tensor:
     return teacher_sets[teacher_sets.sum(dim=1) > 1]
 
 
+def member_prototypes(anchors: torch.Tensor, count: int, iterations: int = 5) -> torch.Tensor:
+    """A member's prototypes: (min(count, N), D) unit vectors, from its (N, D) unit anchors.
+
+    One prototype is the normalised mean. Several are spherical k-means centres: a remainder
+    is often several things (footwear_other: sandals and ankle boots; garment_other: trousers
+    and coats), and one mean between them is near neither. The start is farthest-point
+    (the anchor least like the mean, then each time the anchor least like the centres so far),
+    so the result is deterministic; a centre that loses all its anchors keeps its place.
+    Computed without gradient: prototypes are targets, not paths.
+    """
+    with torch.no_grad():
+        mean = F.normalize(anchors.mean(dim=0), dim=0)
+        if count == 1 or len(anchors) == 1:
+            return mean[None]
+        centres = [anchors[(anchors @ mean).argmin()]]
+        for _ in range(min(count, len(anchors)) - 1):
+            nearest = (anchors @ torch.stack(centres).T).amax(dim=1)
+            centres.append(anchors[nearest.argmin()])
+        centres = torch.stack(centres)  # (k, D)
+        for _ in range(iterations):
+            assignment = (anchors @ centres.T).argmax(dim=1)  # (N,)
+            sums = torch.zeros_like(centres).index_add_(0, assignment, anchors)
+            counts = torch.bincount(assignment, minlength=len(centres))[:, None]
+            centres = torch.where(counts > 0, F.normalize(sums, dim=1), centres)
+        return centres
+
+
+def _member_scores(z: torch.Tensor, anchors: list[torch.Tensor], count: int) -> torch.Tensor:
+    """(N, M) scores of ``z`` (N, D) against the M members whose anchors are ``anchors``: the
+    cosine to the member's prototype, the best of its ``count``."""
+    if count == 1:
+        # One (M, D) product, as before several prototypes existed: the same bits as then,
+        # so that committed rows of the one-prototype contrast still pair.
+        means = F.normalize(torch.stack([a.mean(dim=0) for a in anchors]), dim=1).detach()
+        return z @ means.T
+    centres = [member_prototypes(a.detach(), count) for a in anchors]
+    return torch.stack([(z @ c.T).amax(dim=1) for c in centres], dim=1)
+
+
 def family_contrast(
     features: torch.Tensor,
     candidates: torch.Tensor,
     teacher_sets: torch.Tensor,
     temperature: float = 0.1,
+    prototypes: int = 1,
 ) -> torch.Tensor:
     """Pixel-to-prototype contrast within each family, balanced over its members.
 
@@ -43,6 +83,10 @@ def family_contrast(
     anchors), detached (they are targets, not paths):
 
         L_F = mean_j mean_{p ∈ anchors(j)} -log softmax_{j'}(z_p · μ_{j'} / τ)[j]
+
+    With ``prototypes`` = m > 1 each member has up to m prototypes μ_{j,1..m}
+    (:func:`member_prototypes`), and z_p · μ_j is the best of them, max_i z_p · μ_{j,i}: an
+    anchor is pulled to its nearest own prototype and pushed from each other member's nearest.
 
     The mean over members first gives a rare child (408 labeled pixels per image) the same
     weight as a frequent remainder. The loss is the mean of L_F over the families that have
@@ -57,6 +101,7 @@ def family_contrast(
             (refined sets make a confident unlabeled "footwear" an anchor of footwear_other).
         teacher_sets: (K, C) bool, T.
         temperature: τ > 0.
+        prototypes: prototypes per member, m ≥ 1 (1: the mean, the SDR form).
 
     Returns:
         scalar loss, in fp32 under mixed precision.
@@ -72,6 +117,8 @@ def family_contrast(
         )
     if temperature <= 0:
         raise ValueError(f"family_contrast: temperature must be > 0, got {temperature}")
+    if prototypes < 1:
+        raise ValueError(f"family_contrast: prototypes must be >= 1, got {prototypes}")
     if features.shape[-2:] != candidates.shape[-2:]:
         candidates = F.interpolate(
             candidates.float(), size=features.shape[-2:], mode="nearest"
@@ -87,11 +134,10 @@ def family_contrast(
             anchors = [a for a in anchors if len(a)]  # (N_j, D) per member present
             if len(anchors) < 2:
                 continue
-            prototypes = F.normalize(torch.stack([a.mean(dim=0) for a in anchors]), dim=1)
-            prototypes = prototypes.detach()
             per_member = [
                 F.cross_entropy(
-                    a @ prototypes.T / temperature, torch.full((len(a),), j, device=a.device)
+                    _member_scores(a, anchors, prototypes) / temperature,
+                    torch.full((len(a),), j, device=a.device),
                 )
                 for j, a in enumerate(anchors)
             ]

@@ -39,6 +39,7 @@ def candidate_sets(
     parent_ce: bool = True,
     contrast: float | None = None,
     contrast_temperature: float = 0.1,
+    contrast_prototypes: int = 1,
 ) -> Strategy:
     """Candidate sets.
 
@@ -65,9 +66,9 @@ def candidate_sets(
         parent_ce: whether old labels of a widened class (an old image's "footwear") enter the
             cross-entropy; False leaves them to the distillation
             (:class:`ParentSetsDistilledOnly`).
-        contrast, contrast_temperature: the weight (None: off) and temperature of a
-            pixel-to-prototype contrast on the decoder output within each split family
-            (:class:`FamilyContrast`).
+        contrast, contrast_temperature, contrast_prototypes: the weight (None: off),
+            temperature and prototypes per member of a pixel-to-prototype contrast on the
+            decoder output within each split family (:class:`FamilyContrast`).
 
     With replay on a split, ``contrast=0.5, self_training=0.8`` is the measured choice: the
     transforms run before the terms, so the old images' self-trained parent pixels become the
@@ -77,11 +78,16 @@ def candidate_sets(
     """
     if distillation not in (*DISTILLATIONS, "none"):
         raise ValueError(f"distillation: {distillation!r} is not one of {[*DISTILLATIONS, 'none']}")
+    if contrast is None and (contrast_temperature != 0.1 or contrast_prototypes != 1):
+        raise ValueError(
+            "contrast_temperature and contrast_prototypes shape the family contrast, which is "
+            "off: set contrast (its weight) too"
+        )
     terms = [PartialCE()]
     if distillation != "none":
         terms.append(SetKD(kd_weight, temperature, conditioning=DISTILLATIONS[distillation]))
     if contrast is not None:
-        terms.append(FamilyContrast(contrast, contrast_temperature))
+        terms.append(FamilyContrast(contrast, contrast_temperature, contrast_prototypes))
     transforms = []
     if refine:
         transforms.append(Refine(refine_threshold, refine_criterion))

@@ -376,10 +376,12 @@ class FamilyContrast(Component):
     Attributes:
         weight: the term's factor.
         temperature: the softmax temperature over cosine similarities.
+        prototypes: prototypes per member (spherical k-means of its anchors; 1: the mean).
     """
 
     weight: float = 0.1
     temperature: float = 0.1
+    prototypes: int = 1
     name: ClassVar[str] = "contrast"
     needs_features: ClassVar[bool] = True
     #: the decoder output is the last map of the "stages" layers (a strategy reads one set of
@@ -391,11 +393,18 @@ class FamilyContrast(Component):
             raise ValueError(f"contrast weight must be > 0, got {self.weight}")
         if self.temperature <= 0:
             raise ValueError(f"contrast_temperature must be > 0, got {self.temperature}")
+        count = self.prototypes
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"contrast_prototypes must be an integer >= 1, got {count!r}")
 
     def __call__(self, step: StepContext) -> torch.Tensor:
         if step.student_features is None:
             raise ValueError("FamilyContrast needs the student's feature maps")
         loss = family_contrast(
-            step.student_features[-1], step.candidates, step.teacher_sets, self.temperature
+            step.student_features[-1],
+            step.candidates,
+            step.teacher_sets,
+            self.temperature,
+            self.prototypes,
         )
         return self.weight * loss

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from incremental.labels import Split, TeacherMap, Transition
 from incremental.losses import family_contrast, family_sets
+from incremental.losses.family_contrast import member_prototypes
 from incremental.strategies import FamilyContrast, PartialCE, StepContext, create_strategy
 
 TRANSITION = Transition(
@@ -246,3 +247,66 @@ def test_self_trained_parent_pixels_become_anchors():
     assert not torch.isclose(
         family_contrast(features, expected, T), family_contrast(features, labels, T)
     )
+
+
+def test_several_prototypes_find_a_remainder_made_of_two_things():
+    """A remainder of two kinds (sandals along e1, boots along e2, as many of each) and a
+    child along e3: one prototype sits between the kinds, two find them, and each remainder
+    anchor then matches its own kind exactly: -log(e^{1/τ} / (e^{1/τ} + e^{0})) per anchor."""
+    e = torch.eye(3)
+    remainder = torch.stack([e[0], e[0], e[1], e[1]])
+    one = member_prototypes(remainder, 1)
+    assert torch.allclose(one, F.normalize(remainder.mean(0), dim=0)[None])
+    two = member_prototypes(remainder, 2)
+    assert torch.allclose(two[two.argmax(dim=1).argsort()], e[:2])
+    assert member_prototypes(remainder, 9).shape == (4, 3)  # at most one per anchor
+    assert member_prototypes(remainder[:1], 2).shape == (1, 3)
+    # Features (1, 3, 1, 6): four remainder pixels, two child pixels.
+    features = torch.cat([remainder, e[2:].repeat(2, 1)]).T[None, :, None, :]
+    candidates = _singletons(torch.tensor([[[CAR_OTHER] * 4 + [POLICE_CAR] * 2]]))
+    tau = 0.5
+    child_and_own_kind = math.log1p(math.exp(-1 / tau))
+    assert torch.isclose(
+        family_contrast(features, candidates, T, tau, prototypes=2),
+        torch.tensor(child_and_own_kind),
+    )
+    # With one prototype a remainder anchor matches its mean at cos 45°, so the loss is higher.
+    remainder_one = math.log1p(math.exp((0 - 2**-0.5) / tau))
+    assert torch.isclose(
+        family_contrast(features, candidates, T, tau),
+        torch.tensor((remainder_one + child_and_own_kind) / 2),
+    )
+
+
+def test_several_prototypes_hold_the_prototypes_constant():
+    """With m prototypes the gradient is the loop's with the prototypes as constants: each
+    anchor's score for a member is its best prototype's."""
+    gen = torch.Generator().manual_seed(2)
+    features = torch.randn(2, 4, 3, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([[[CAR_OTHER, POLICE_CAR, CAR_OTHER]] * 3, [[POLICE_CAR, 0, -1]] * 3])
+    candidates = _singletons(labels)
+    family_contrast(features, candidates, T, 0.3, prototypes=3).backward()
+    z = F.normalize(features.detach(), dim=1).permute(0, 2, 3, 1)
+    anchors = [z[labels == c] for c in (CAR_OTHER, POLICE_CAR)]
+    centres = [member_prototypes(a, 3) for a in anchors]
+    x = features.detach().clone().requires_grad_(True)
+    zx = F.normalize(x, dim=1).permute(0, 2, 3, 1)
+    per_member = []
+    for j, c in enumerate((CAR_OTHER, POLICE_CAR)):
+        a = zx[labels == c]
+        scores = torch.stack([(a @ m.T).amax(1) for m in centres], dim=1) / 0.3
+        per_member.append(F.cross_entropy(scores, torch.full((len(a),), j)))
+    torch.stack(per_member).mean().backward()
+    assert torch.allclose(features.grad, x.grad)
+
+
+def test_prototype_settings_are_checked():
+    with pytest.raises(ValueError, match="prototypes must be >= 1"):
+        family_contrast(torch.zeros(1, 2, 1, 1), _singletons(torch.zeros(1, 1, 1).long()), T,
+                        prototypes=0)  # fmt: skip
+    with pytest.raises(ValueError, match="contrast_prototypes must be an integer >= 1, got 1.5"):
+        FamilyContrast(0.5, prototypes=1.5)
+    with pytest.raises(ValueError, match="set contrast"):
+        create_strategy("candidate-sets", {"contrast_prototypes": 2})
+    strategy = create_strategy("candidate-sets", {"contrast": 0.5, "contrast_prototypes": 2})
+    assert strategy.terms[-1] == FamilyContrast(0.5, 0.1, 2)
