@@ -126,6 +126,30 @@ def profile_path(profile: str) -> Path:
     return CONFIG_DIR / "profile" / f"{profile}.yaml"
 
 
+def _named_entries(overrides: dict[str, Any], user: DictConfig) -> dict[str, Any]:
+    """``overrides`` with each grid name (``--strategies cs-x``, ``--scenarios my-scenes``)
+    that names an entry of the config file's own list (a strategy variant, an inline scenario)
+    replaced by that entry, so that the command line can pick a study's variants by name. A
+    variant is also picked by its label, the name with ``+replay`` when its strategy replays
+    (results.csv's and the summary's name for it)."""
+    picked = dict(overrides)
+    for key in ("strategies", "scenarios"):
+        chosen, own = overrides.get(key), user.get(key) if isinstance(user, DictConfig) else None
+        if not isinstance(chosen, list) or not own:
+            continue
+        labels = {}  # label -> entry; a variant's name picks its label without replay first
+        for entry in own:
+            if isinstance(entry, DictConfig) and "name" in entry:
+                replays = str(entry.get("strategy", "")).endswith("+replay")
+                labels[f"{entry.name}+replay" if replays else str(entry.name)] = entry
+        entries = {**{k.removesuffix("+replay"): e for k, e in labels.items()}, **labels}
+        picked[key] = [
+            OmegaConf.to_container(entries[v]) if isinstance(v, str) and v in entries else v
+            for v in chosen
+        ]
+    return picked
+
+
 def load_config(
     path: str | Path | None = None, overrides: dict[str, Any] | None = None
 ) -> DictConfig:
@@ -133,7 +157,7 @@ def load_config(
     schema = OmegaConf.structured(ExperimentConfig)
     user = _load_yaml(Path(path), "config file") if path is not None else OmegaConf.create()
     cli = OmegaConf.create()
-    for key, value in (overrides or {}).items():
+    for key, value in _named_entries(overrides or {}, user).items():
         OmegaConf.update(cli, key, value, force_add=True)
     try:
         profile = OmegaConf.merge(schema, user, cli).profile

@@ -82,7 +82,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, An
     )
     parser.add_argument("config", nargs="?", help="experiment YAML (default: the embedded default)")
     parser.add_argument(
-        "--strategies", help="comma-separated strategy names, e.g. mib,candidate-sets+replay"
+        "--strategies",
+        help="comma-separated strategy names, e.g. mib,candidate-sets+replay; a name the config "
+        "file gives a variant (or an inline scenario, for --scenarios) picks that entry",
     )
     parser.add_argument("--scenarios", help="comma-separated scenario names or YAML paths")
     parser.add_argument("--seeds", help="comma-separated integer seeds, e.g. 0,1,2")

@@ -1,11 +1,14 @@
 """The shipped study configs (``experiments/configs/studies/``) are valid experiments: README
-tells users to run them, so a typo in one must fail here, not an hour into a study."""
+tells users to run them, so a typo in one must fail here, not an hour into a study; and the
+command line picks a study's own variants by name."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import yaml
+from omegaconf import OmegaConf
 
 from experiments.config import load_config, scenario_configs
 from experiments.grid import strategy_runs
@@ -46,3 +49,34 @@ def test_quick_profile_studies_stay_float32(path):
     config = load_config(path)
     if config.profile == "quick":
         assert config.train.precision == "32-true", f"{path.name}: train.precision not pinned"
+
+
+def test_the_command_line_picks_a_study_s_variants_and_inline_scenarios_by_name(tmp_path):
+    """``--strategies cs-x`` (or its label ``cs-x+replay``) and ``--scenarios scenes`` pick the
+    config file's own entries of that name; other names stay registered names."""
+    path = tmp_path / "study.yaml"
+    path.write_text(
+        yaml.safe_dump({
+            "scenarios": ["fashion-split", {"name": "scenes", "kind": "folders"}],
+            "strategies": [
+                {"name": "cs-x", "strategy": "candidate-sets", "settings": {"contrast": 0.5}},
+                {"name": "cs-x", "strategy": "candidate-sets+replay"},
+                {"name": "cs-y", "strategy": "candidate-sets+replay"},
+            ],
+        })
+    )  # fmt: skip
+
+    def picked(**grid):
+        config = load_config(path, grid)
+        return OmegaConf.to_container(config.strategies), OmegaConf.to_container(config.scenarios)
+
+    strategies, scenarios = picked(strategies=["cs-x", "mib"], scenarios=["scenes"])
+    assert strategies == [
+        {"name": "cs-x", "strategy": "candidate-sets", "settings": {"contrast": 0.5}}, "mib"
+    ]  # fmt: skip
+    assert scenarios[0]["name"] == "scenes" and scenarios[0]["kind"] == "folders"
+    replayed = {"name": "cs-x", "strategy": "candidate-sets+replay"}
+    assert picked(strategies=["cs-x+replay"])[0] == [replayed]
+    # A variant that exists only with replay is picked by its name too.
+    assert picked(strategies=["cs-y"])[0] == [{"name": "cs-y", "strategy": "candidate-sets+replay"}]
+    assert picked(strategies=["candidate-sets+replay"])[0] == ["candidate-sets+replay"]
