@@ -73,8 +73,9 @@ def candidate_sets(
     With replay on a split, ``contrast=0.5, self_training=0.8`` is the measured choice: the
     transforms run before the terms, so the old images' self-trained parent pixels become the
     contrast's anchors (``studies/replay-evidence*.yaml``, README "Replay that adds split
-    evidence": ahead of the same settings without replay on the mean in every scenario, not
-    seed by seed at garment's sibling rate 0.1).
+    evidence": ahead of the same settings without replay on the mean in every scenario; at
+    garment's sibling rate 0.1 level with it over ten seeds, +0.8 ± 3.1 new-class IoU). Two
+    prototypes per member (``contrast_prototypes=2``) measured under one.
     """
     if distillation not in (*DISTILLATIONS, "none"):
         raise ValueError(f"distillation: {distillation!r} is not one of {[*DISTILLATIONS, 'none']}")
