@@ -57,16 +57,15 @@ def member_prototypes(anchors: torch.Tensor, count: int, iterations: int = 5) ->
         return centres
 
 
-def _member_scores(z: torch.Tensor, anchors: list[torch.Tensor], count: int) -> torch.Tensor:
-    """(N, M) scores of ``z`` (N, D) against the M members whose anchors are ``anchors``: the
-    cosine to the member's prototype, the best of its ``count``."""
-    if count == 1:
+def _member_scores(z: torch.Tensor, prototypes: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    """(N, M) scores of ``z`` (N, D) against M members: with one prototype each, ``prototypes``
+    is their (M, D) matrix and a score is the cosine to it; with several, a list of M (k_j, D)
+    matrices and a score is the best cosine among the member's."""
+    if isinstance(prototypes, torch.Tensor):
         # One (M, D) product, as before several prototypes existed: the same bits as then,
         # so that committed rows of the one-prototype contrast still pair.
-        means = F.normalize(torch.stack([a.mean(dim=0) for a in anchors]), dim=1).detach()
-        return z @ means.T
-    centres = [member_prototypes(a.detach(), count) for a in anchors]
-    return torch.stack([(z @ c.T).amax(dim=1) for c in centres], dim=1)
+        return z @ prototypes.T
+    return torch.stack([(z @ c.T).amax(dim=1) for c in prototypes], dim=1)
 
 
 def family_contrast(
@@ -134,9 +133,14 @@ def family_contrast(
             anchors = [a for a in anchors if len(a)]  # (N_j, D) per member present
             if len(anchors) < 2:
                 continue
+            if prototypes == 1:
+                centres = F.normalize(torch.stack([a.mean(dim=0) for a in anchors]), dim=1)
+                centres = centres.detach()
+            else:
+                centres = [member_prototypes(a.detach(), prototypes) for a in anchors]
             per_member = [
                 F.cross_entropy(
-                    _member_scores(a, anchors, prototypes) / temperature,
+                    _member_scores(a, centres) / temperature,
                     torch.full((len(a),), j, device=a.device),
                 )
                 for j, a in enumerate(anchors)
