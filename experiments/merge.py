@@ -494,6 +494,8 @@ def write_merged(
                 "other (writing there could move or replace what is merged); write elsewhere"
             )
     settings, merged, notes = merge_results(folders, reruns)
+    # Read before anything is written, so that a folder unreadable now leaves ``out`` as it was.
+    grids = [_grid_of(folder) for folder in [*folders, *reruns]]
     prepare_output(OmegaConf.create({"resume": False, "overwrite": overwrite}), out)
     write_results(out, merged.to_dict("records"))
     labels = zip(merged["strategy"], merged["replay"], strict=True)
@@ -510,7 +512,7 @@ def write_merged(
                 **({"reruns": [str(f) for f in reruns]} if reruns else {}),
                 **grid,
                 "settings": settings,
-                "grids": [_grid_of(folder) for folder in [*folders, *reruns]],
+                "grids": grids,
             }
         ),
         "the merge's sources",
