@@ -57,17 +57,6 @@ def member_prototypes(anchors: torch.Tensor, count: int, iterations: int = 5) ->
         return centres
 
 
-def _member_scores(z: torch.Tensor, prototypes: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
-    """(N, M) scores of ``z`` (N, D) against M members: with one prototype each, ``prototypes``
-    is their (M, D) matrix and a score is the cosine to it; with several, a list of M (k_j, D)
-    matrices and a score is the best cosine among the member's."""
-    if isinstance(prototypes, torch.Tensor):
-        # One (M, D) product, as before several prototypes existed: the same bits as then,
-        # so that committed rows of the one-prototype contrast still pair.
-        return z @ prototypes.T
-    return torch.stack([(z @ c.T).amax(dim=1) for c in prototypes], dim=1)
-
-
 def family_contrast(
     features: torch.Tensor,
     candidates: torch.Tensor,
@@ -133,17 +122,19 @@ def family_contrast(
             anchors = [a for a in anchors if len(a)]  # (N_j, D) per member present
             if len(anchors) < 2:
                 continue
+            centres = [member_prototypes(a.detach(), prototypes) for a in anchors]
             if prototypes == 1:
-                centres = F.normalize(torch.stack([a.mean(dim=0) for a in anchors]), dim=1)
-                centres = centres.detach()
-            else:
-                centres = [member_prototypes(a.detach(), prototypes) for a in anchors]
+                # One (M, D) product, as before several prototypes existed: the same bits as
+                # then, so that committed rows of the one-prototype contrast still pair.
+                means = torch.cat(centres)
+                scores = [a @ means.T for a in anchors]  # (N_j, M) cosines
+            else:  # each member's best prototype
+                scores = [
+                    torch.stack([(a @ c.T).amax(dim=1) for c in centres], dim=1) for a in anchors
+                ]
             per_member = [
-                F.cross_entropy(
-                    _member_scores(a, centres) / temperature,
-                    torch.full((len(a),), j, device=a.device),
-                )
-                for j, a in enumerate(anchors)
+                F.cross_entropy(s / temperature, torch.full((len(s),), j, device=s.device))
+                for j, s in enumerate(scores)
             ]
             losses.append(torch.stack(per_member).mean())
     if not losses:
