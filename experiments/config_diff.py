@@ -58,11 +58,15 @@ def differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 
 def value_at(tree: Any, dotted: str) -> Any:
-    """The value at a dotted key of a plain tree, ``ABSENT`` where there is none."""
+    """The value at a dotted key of a plain tree (a list's part is its index, as
+    :func:`differing_keys` writes it), ``ABSENT`` where there is none."""
     for part in dotted.split("."):
-        if not isinstance(tree, dict) or part not in tree:
+        if isinstance(tree, list) and part.isdigit() and int(part) < len(tree):
+            tree = tree[int(part)]
+        elif isinstance(tree, dict) and part in tree:
+            tree = tree[part]
+        else:
             return ABSENT
-        tree = tree[part]
     return tree
 
 

@@ -41,7 +41,14 @@ from omegaconf import OmegaConf
 
 from experiments.config import ConfigError, _load_yaml
 from experiments.config_diff import comparable_settings, describe_differences, differing_keys
-from experiments.outputs import live_lock, prepare_output, write_results
+from experiments.outputs import (
+    STRATEGIES,
+    live_lock,
+    prepare_output,
+    read_strategies,
+    strategy_differences,
+    write_results,
+)
 from experiments.report import (
     KEY_COLUMNS,
     _label,
@@ -164,8 +171,10 @@ def merge_results(
     frames, notes = [], []
     seen: dict[tuple, tuple[Path, pd.Series]] = {}
     teachers: dict[tuple, tuple[Path, tuple]] = {}  # (scenario, seed) -> the old model's scores
+    trained: dict[str, tuple[Path, dict]] = {}  # label -> (first folder recording it, record)
     for folder in folders:
         config, results = load_experiment(folder)
+        _check_trained_alike(trained, ran_record(folder, results), folder)
         settings = shared_settings(config)
         if common is None:
             common = _common_settings(settings)
@@ -220,6 +229,32 @@ def merge_results(
     else:
         values = {k: value for k, (_, value) in entries.items()}
     return _with_entries(common, values), results_frame(merged.to_dict("records")), notes
+
+
+def ran_record(folder: Path, results: pd.DataFrame) -> dict[str, dict[str, Any]] | None:
+    """The strategies record (``strategies.yaml``) of the strategies ``folder``'s results
+    hold runs of, label -> settings; None for a folder from before the record was written."""
+    record = read_strategies(folder)
+    if record is None:
+        return None
+    labels = {_label(s, r) for s, r in zip(results["strategy"], results["replay"], strict=True)}
+    return {label: record[label] for label in record if label in labels}
+
+
+def _check_trained_alike(
+    trained: dict[str, tuple[Path, dict]], record: dict[str, dict] | None, folder: Path
+) -> None:
+    """Runs of one strategy label merge only if every folder that recorded it (``STRATEGIES``)
+    trained it alike: equal config settings with a code default changed in between would
+    otherwise put two strategies under one name. ``trained`` is filled here."""
+    for label, settings in (record or {}).items():
+        first_folder, first = trained.setdefault(label, (folder, settings))
+        changed = strategy_differences({label: first}, {label: settings}, first_folder, folder)
+        if changed:
+            raise ConfigError(
+                f"merge: {label} trained differently in {first_folder} and {folder} (their "
+                f"{STRATEGIES}): {changed[0]}; runs of one strategy merge only when trained alike"
+            )
 
 
 def _common_settings(settings: dict[str, Any]) -> dict[str, Any]:
@@ -533,13 +568,16 @@ def write_merged(
 
 def _grid_of(folder: Path) -> dict[str, Any]:
     """One merged folder's grid (``GRID_KEYS``) and the strategies it ran (results.csv's
-    names, ``ran``): with the merge's settings, enough to compare them with today's profile
-    (:func:`settings_of_runs`) once the folders themselves are gone."""
+    names, ``ran``) with their strategies record (``trained``, :func:`ran_record`): with the
+    merge's settings, enough to compare them with today's profile (:func:`settings_of_runs`)
+    and today's code once the folders themselves are gone."""
     config, results = load_experiment(folder)
     return {
         "folder": str(folder),
         **{key: config.get(key) for key in GRID_KEYS},
         "ran": sorted(set(results["strategy"])),
+        # What each strategy it ran trained as (None: a folder from before the record).
+        "trained": ran_record(folder, results),
     }
 
 

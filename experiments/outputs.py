@@ -1,6 +1,7 @@
 """An experiment's output folder: what it holds, --resume and --overwrite, results and models.
 
-Layout: ``config.yaml`` (the exact resolved config), ``environment.yaml`` (what it ran with
+Layout: ``config.yaml`` (the exact resolved config), ``strategies.yaml`` (what each strategy
+trained as: every setting, code defaults included), ``environment.yaml`` (what it ran with
 beyond the config: package versions, CPU, threads, GPU), ``results.csv`` (one row per run,
 rewritten atomically after each), ``summary.md``, ``comparison.png``,
 ``models/<scenario>/<strategy>-seed<N>.pt`` and ``runs/`` (checkpoints and logs).
@@ -8,6 +9,7 @@ rewritten atomically after each), ``summary.md``, ``comparison.png``,
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -26,18 +28,23 @@ from experiments.config_diff import (
     describe_differences,
     differing_keys,
 )
+from experiments.grid import StrategyRun
 from experiments.report import results_frame
 from incremental.devices import describe_environment
 from incremental.io import write_atomic, write_text
 
+log = logging.getLogger("experiments.run")
+
 #: Output files of an experiment: what --overwrite moves aside.
 OUTPUTS = (
-    "config.yaml", "environment.yaml", "results.csv", "summary.md", "comparison.png", "models",
-    "runs", "wandb",
+    "config.yaml", "strategies.yaml", "environment.yaml", "results.csv", "summary.md",
+    "comparison.png", "models", "runs", "wandb",
     "sources.yaml",  # a merge's (experiments.merge)
 )  # fmt: skip
 #: The record of the machine and packages an experiment ran on (one of ``OUTPUTS``).
 ENVIRONMENT = "environment.yaml"
+#: What each strategy of an experiment trained as (one of ``OUTPUTS``).
+STRATEGIES = "strategies.yaml"
 #: Where --overwrite keeps the previous experiment (replaced by the next --overwrite).
 PREVIOUS = "previous"
 
@@ -184,6 +191,93 @@ def check_same_config(saved: DictConfig, config: DictConfig, out: Path) -> None:
             f"resume: the config differs from {out / 'config.yaml'}: {shown}; resume with the "
             "same settings, or start a new experiment with --output"
         )
+
+
+def strategies_record(runs: Sequence[StrategyRun]) -> dict[str, dict[str, Any]]:
+    """Label -> :meth:`~incremental.strategies.Strategy.describe` of each strategy, as plain
+    YAML data: every setting it trains with, those left to the code's defaults included. The
+    config names a strategy and the settings the user gave; this records what the code made of
+    them, so a default changed later shows (a resume, a merge and the committed-results test
+    compare it)."""
+    return {run.label: _plain_data(run.strategy.describe()) for run in runs}
+
+
+def _plain_data(value: Any) -> Any:
+    """Tuples as lists, recursively (YAML's safe form; what reading the file gives back)."""
+    if isinstance(value, dict):
+        return {k: _plain_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain_data(v) for v in value]
+    return value
+
+
+def read_strategies(folder: Path) -> dict[str, dict[str, Any]] | None:
+    """``folder/strategies.yaml`` (None for an experiment from before it was written).
+
+    Raises:
+        ConfigError: the file is unreadable or not a mapping of labels, naming it.
+    """
+    path = folder / STRATEGIES
+    if not path.exists():
+        return None
+    try:
+        record = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: cannot read the strategies record: {error}") from None
+    if not isinstance(record, dict) or not all(isinstance(v, dict) for v in record.values()):
+        raise ConfigError(f"{path}: expected a mapping of strategy label -> settings")
+    return record
+
+
+def strategy_differences(
+    a: dict[str, dict[str, Any]],
+    b: dict[str, dict[str, Any]],
+    where_a: Path | str,
+    where_b: Path | str = "today's code",
+) -> list[str]:
+    """One line per strategy label in both records whose settings differ (naming the keys and
+    both values, as found ``where_a`` and ``where_b``), for an error; empty when they agree.
+    Labels in only one record are left to the caller: a resume may run fewer strategies, a
+    merge more."""
+    lines = []
+    for label in sorted(set(a) & set(b)):
+        keys = differing_keys(a[label], b[label])
+        if keys:
+            shown = describe_differences(a[label], b[label], keys, where_a, where_b)
+            lines.append(f"{label}: {shown}")
+    return lines
+
+
+def write_strategies(out: Path, runs: Sequence[StrategyRun], resume: bool) -> None:
+    """``strategies.yaml``; a resume first checks that every strategy the folder recorded
+    trains as it did (a code default changed between the start and the resume would put rows
+    of two different strategies under one name). A resumed folder from before the record
+    gets none: today's code cannot vouch for its finished rows.
+
+    Raises:
+        ConfigError: on resume, a recorded strategy that trains differently today.
+    """
+    today = strategies_record(runs)
+    saved = read_strategies(out) if resume else None
+    if resume and saved is None and finished_rows(out):
+        log.warning(
+            "resume: %s has no %s (an experiment from before it was written): its finished "
+            "runs' strategies are unrecorded, so none is written now either",
+            out,
+            STRATEGIES,
+        )
+        return
+    if saved is not None:
+        changed = strategy_differences(saved, today, out / STRATEGIES)
+        if changed:
+            raise ConfigError(
+                "resume: a strategy trains differently from how it started (a code default "
+                f"changed?): {'; '.join(changed)}; finish it with the code it started with, or "
+                "start a new experiment with --output"
+            )
+        today = {**saved, **today}
+    text = yaml.safe_dump(today, sort_keys=False)
+    write_text(out / STRATEGIES, text, "the strategies record")
 
 
 def write_environment(path: Path, threads: int | None) -> None:

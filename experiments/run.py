@@ -32,6 +32,7 @@ from experiments.outputs import (
     prepare_output,
     write_environment,
     write_results,
+    write_strategies,
 )
 from experiments.parallel import Task, default_jobs, run_parallel
 from experiments.report import (
@@ -279,6 +280,7 @@ def _checked_run(config: DictConfig) -> Any:
                     if config.resume else [])  # fmt: skip
     with OutputLock(out):
         previous = prepare_output(config, out)
+        write_strategies(out, runs, bool(config.resume))
         write_text(out / "config.yaml", OmegaConf.to_yaml(config, resolve=True), "the config")
         write_environment(out / ENVIRONMENT, run_threads(config, jobs))
         return _run(config, out, steps, configs, runs, jobs, writes, previous)

@@ -15,18 +15,23 @@ from omegaconf import OmegaConf
 
 from experiments.config import load_config
 from experiments.config_diff import differing_keys
+from experiments.grid import strategy_runs
 from experiments.merge import (
     GRID_KEYS,
     SOURCES,
     load_experiment,
     merge_results,
+    ran_record,
     run_settings,
     settings_of_runs,
 )
+from experiments.outputs import STRATEGIES, strategies_record, strategy_differences
 
 RESULTS = Path(__file__).parents[2] / "results"
 FOLDERS = sorted(p.parent for p in RESULTS.glob("*/*/config.yaml"))
 MERGES = sorted(p.parent for p in RESULTS.glob(f"*/*/{SOURCES}"))
+#: Folders with a strategies record (experiments from before it was written have none).
+RECORDED = sorted(p.parent for p in RESULTS.glob(f"*/*/{STRATEGIES}"))
 #: Strategy reruns (``experiments.merge --rerun``): each replaces its strategies' runs in the
 #: other folders of its group, whose settings for those strategies are then older than today's.
 RERUNS = [RESULTS / "full-profile" / "jd40"]
@@ -105,3 +110,40 @@ def test_committed_merges_match_todays_profile(merge):
     assert set(results["strategy"]) == {s for g in sources["grids"] for s in g["ran"]}
     assert set(results["seed"]) <= {s for g in sources["grids"] for s in g["seeds"]}
     assert len(results) == len(results.drop_duplicates(["scenario", "strategy", "seed", "replay"]))
+
+
+def todays_strategies(config: dict) -> dict[str, dict]:
+    """What today's code trains each strategy of ``config`` as (``strategies.yaml``'s form)."""
+    return strategies_record(
+        strategy_runs(config["strategies"], config.get("strategy_overrides") or {})
+    )
+
+
+def assert_trained_as_today(record: dict[str, dict], config: dict, where: str) -> None:
+    today = todays_strategies(todays_config(config))
+    assert set(record) <= set(today), where
+    assert strategy_differences(record, today, where) == [], (
+        f"{where}: a strategy it ran trains differently with today's code (a default changed?): "
+        "rerun its strategies, or say in README which rows are from the older code"
+    )
+
+
+@pytest.mark.parametrize("folder", RECORDED, ids=lambda p: str(p.relative_to(RESULTS)))
+def test_committed_strategies_train_as_with_todays_code(folder):
+    """A strategy's settings left to the code's defaults are in ``strategies.yaml``, not the
+    config: a default changed since the rows were made fails here."""
+    saved, results = load_experiment(folder)
+    record = ran_record(folder, results)
+    replaced = rerun_strategies(folder)
+    record = {label: v for label, v in record.items() if label.partition("+")[0] not in replaced}
+    assert_trained_as_today(record, saved, str(folder / STRATEGIES))
+
+
+@pytest.mark.parametrize("merge", MERGES, ids=lambda p: str(p.relative_to(RESULTS)))
+def test_committed_merges_train_as_with_todays_code(merge):
+    """Each merged folder's strategies record (``grids``' ``trained``; None for a folder from
+    before the record) against today's code."""
+    sources = yaml.safe_load((merge / SOURCES).read_text())
+    for grid in sources["grids"]:
+        if grid.get("trained") is not None:
+            assert_trained_as_today(grid["trained"], grid, f"{merge / SOURCES}: {grid['folder']}")

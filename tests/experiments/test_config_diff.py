@@ -24,3 +24,11 @@ def test_a_missing_key_and_a_list_of_another_length_are_named():
 def test_a_nan_setting_equals_itself():
     assert differing_keys({"clip": float("nan")}, {"clip": float("nan")}) == []
     assert differing_keys({"clip": float("nan")}, {"clip": 1.0}) == ["clip"]
+
+
+def test_a_differing_list_entry_is_named_by_its_index_and_found_by_it():
+    a = {"terms": [{"type": "CE"}, {"type": "KD", "weight": 1.0}]}
+    b = {"terms": [{"type": "CE"}, {"type": "KD", "weight": 2.0}]}
+    assert differing_keys(a, b) == ["terms.1.weight"]
+    assert value_at(a, "terms.1.weight") == 1.0 and value_at(b, "terms.1.weight") == 2.0
+    assert value_at(a, "terms.2.weight") is ABSENT and value_at(a, "terms.x") is ABSENT

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from experiments.config import ConfigError
+from experiments.grid import strategy_runs
 from experiments.merge import (
     GRID_KEYS,
     load_experiment,
@@ -22,6 +23,7 @@ from experiments.merge import (
     settings_of_runs,
     write_merged,
 )
+from experiments.outputs import STRATEGIES, strategies_record
 from experiments.run import main as run_main
 from tests.experiments.test_run import TINY
 
@@ -483,3 +485,30 @@ def test_sources_record_each_folder_s_grid_to_compare_the_merge_with_today(tmp_p
         settings_of_runs(sources["settings"], load_experiment(b)[0], {"plop"})["strategy_overrides"]
         == {}
     )
+
+
+def test_a_strategy_recorded_as_trained_differently_is_refused(tmp_path):
+    """``strategies.yaml`` (what each strategy trained as, code defaults included): runs of a
+    label two folders recorded differently do not merge (a code default changed between
+    them); a folder from before the record merges, and ``grids`` keeps each folder's record
+    of the strategies it ran."""
+    record = strategies_record(strategy_runs(["candidate-sets", "plop", "mib"], {}))
+    a = experiment(tmp_path / "a", [0], [[0.5], [0.4]])
+    b = experiment(tmp_path / "b", [1], [[0.6], [0.5]])
+    old = experiment(tmp_path / "old", [2], [[0.6], [0.5]])  # no record
+    for folder in (a, b):
+        (folder / STRATEGIES).write_text(yaml.safe_dump(record, sort_keys=False))
+    write_merged(tmp_path / "m", [a, b, old])
+    grids = yaml.safe_load((tmp_path / "m" / "sources.yaml").read_text())["grids"]
+    assert list(grids[0]["trained"]) == ["candidate-sets", "plop"]  # mib did not run there
+    assert grids[0]["trained"]["plop"] == record["plop"] and grids[2]["trained"] is None
+    changed = yaml.safe_load((b / STRATEGIES).read_text())
+    changed["plop"]["terms"][1]["weight"] = 0.02
+    changed["mib"]["init"] = "random"  # a strategy b did not run: no difference
+    (b / STRATEGIES).write_text(yaml.safe_dump(changed))
+    with pytest.raises(ConfigError, match=r"plop trained differently in .*a and .*b .*"
+                       r"terms\.1\.weight \(0\.01 in .*, 0\.02 in "):  # fmt: skip
+        merge_results([a, old, b])
+    (b / STRATEGIES).write_text("- not a mapping")
+    with pytest.raises(ConfigError, match="strategies.yaml: expected a mapping"):
+        merge_results([a, b])

@@ -16,6 +16,8 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
+from experiments.grid import strategy_runs
+from experiments.outputs import STRATEGIES, strategies_record
 from experiments.run import main
 from experiments.steps import resume_checkpoint
 
@@ -51,7 +53,9 @@ KILLER = textwrap.dedent(
     """
     import os, signal, sys
     import lightning as L
-    from experiments.run import main
+    from experiments.grid import strategy_runs
+from experiments.outputs import STRATEGIES, strategies_record
+from experiments.run import main
     from incremental import trainer as trainers
 
     class KillAt(L.Callback):
@@ -184,6 +188,28 @@ def test_resume_keeps_finished_runs_and_checks_the_config(tmp_path, config_file,
     assert "train.limit_train_batches (2 in" in capsys.readouterr().err
     assert main([str(config_file), "--output", str(out), "--resume", "--overwrite"]) == 2
     assert main([str(config_file), "--output", str(tmp_path / "empty"), "--resume"]) == 2
+
+
+def test_resume_refuses_a_strategy_that_trains_differently_now(tmp_path, config_file, capsys):
+    """strategies.yaml records what each strategy trained as, code defaults included: a resume
+    after a default changed is refused, naming the strategy and the setting; a folder from
+    before the record resumes without one (today's code cannot vouch for its finished runs)."""
+    out = tmp_path / "out"
+    fast = ["--set", "train.epochs=1", "--set", "train.limit_train_batches=2"]
+    assert main([str(config_file), "--output", str(out), *fast]) == 0
+    record = yaml.safe_load((out / STRATEGIES).read_text())
+    assert record == strategies_record(strategy_runs(["candidate-sets"], {}))
+    # As if the code's default distillation weight had been 2.0 when the experiment started.
+    (kd,) = [t for t in record["candidate-sets"]["terms"] if t["type"] == "SetKD"]
+    kd["weight"] = 2.0
+    (out / STRATEGIES).write_text(yaml.safe_dump(record, sort_keys=False))
+    capsys.readouterr()
+    assert main([str(config_file), "--output", str(out), "--resume", *fast]) == 2
+    err = capsys.readouterr().err
+    assert "candidate-sets: terms.1.weight (2.0 in" in err and "1.0 in today's code" in err
+    (out / STRATEGIES).unlink()
+    assert main([str(config_file), "--output", str(out), "--resume", *fast]) == 0
+    assert not (out / STRATEGIES).exists()
 
 
 def test_overwrite_replaces_the_whole_experiment(tmp_path, config_file):
