@@ -126,6 +126,16 @@ def profile_path(profile: str) -> Path:
     return CONFIG_DIR / "profile" / f"{profile}.yaml"
 
 
+def _variant_replays(entry: DictConfig, overrides: Any) -> bool:
+    """Whether a strategy variant replays, as ``strategy_runs`` will build it: by its
+    strategy's ``+replay``, unless a ``replay`` setting (its own, else its base's
+    ``strategy_overrides``) says otherwise, as ``create_strategy`` applies them (a scenario
+    entry has none of them: False)."""
+    base, plus, _ = str(entry.get("strategy", "")).partition("+")
+    settings = {**(overrides.get(base) or {}), **(entry.get("settings") or {})}
+    return bool(settings["replay"]) if "replay" in settings else bool(plus)
+
+
 def _named_entries(overrides: dict[str, Any], user: DictConfig) -> dict[str, Any]:
     """``overrides`` with each grid name (``--strategies cs-x``, ``--scenarios my-scenes``)
     that names an entry of the config file's own list (a strategy variant, an inline scenario)
@@ -140,7 +150,7 @@ def _named_entries(overrides: dict[str, Any], user: DictConfig) -> dict[str, Any
         labels = {}  # label -> entry; a variant's name picks its label without replay first
         for entry in own:
             if isinstance(entry, DictConfig) and "name" in entry:
-                replays = str(entry.get("strategy", "")).endswith("+replay")
+                replays = _variant_replays(entry, user.get("strategy_overrides") or {})
                 labels[f"{entry.name}+replay" if replays else str(entry.name)] = entry
         entries = {**{k.removesuffix("+replay"): e for k, e in labels.items()}, **labels}
         picked[key] = [
