@@ -65,7 +65,7 @@ def candidate_sets(
             (None: off); see :class:`SelfTrainWithinSets`.
         parent_ce: whether old labels of a widened class (an old image's "footwear") enter the
             cross-entropy; False leaves them to the distillation
-            (:class:`ParentSetsDistilledOnly`).
+            (:class:`ParentSetsDistilledOnly`), but for those ``self_training`` narrowed.
         contrast, contrast_temperature, contrast_prototypes: the weight (None: off),
             temperature and prototypes per member of a pixel-to-prototype contrast on the
             decoder output within each split family (:class:`FamilyContrast`).

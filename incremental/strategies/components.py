@@ -150,10 +150,15 @@ class ParentSetsDistilledOnly(Component):
     one of T's larger sets (an old image's "footwear"), the pixel stops being informative, so
     only the distillation reads it. Such a set says nothing about the split, and its
     cross-entropy pushes both children up in proportion to their share, i.e. it reinforces
-    whichever child is ahead; the distillation keeps the parent's mass all the same."""
+    whichever child is ahead; the distillation keeps the parent's mass all the same.
+
+    A pixel an earlier transform narrowed within its set (:class:`SelfTrainWithinSets`: the
+    student is sure it is the footwear's remainder) now says something about the split and
+    stays; only the pixels whose candidates are still the whole set leave."""
 
     def __call__(self, step: StepContext) -> StepContext:
-        return step.replace(informative=step.informative & ~parent_set_pixels(step))
+        still_whole = (step.candidates == step.label_candidates).all(dim=1)
+        return step.replace(informative=step.informative & ~(parent_set_pixels(step) & still_whole))
 
 
 @dataclass(frozen=True)

@@ -197,3 +197,20 @@ def test_parent_sets_leave_the_cross_entropy_only():
     assert not torch.allclose(PartialCE()(out), PartialCE()(step))
     kd = SetKD(conditioning="label_consistent")
     assert torch.equal(kd(out), kd(step))
+
+
+def test_self_trained_parent_pixels_stay_in_the_cross_entropy():
+    """With self-training before it, an old "car" pixel the student is sure of (narrowed to
+    {police_car}) says something about the split and stays informative; an unsure one (still
+    {car_other, police_car}) leaves the cross-entropy."""
+    logits = torch.zeros(1, 5, 1, 3)
+    logits[0, 4, 0, 0] = 4.0  # sure: police_car
+    sets = torch.zeros(1, 5, 1, 3, dtype=torch.bool)
+    sets[0, [2, 4], 0, :2] = True  # {car_other, police_car}: sure at 0, unsure at 1
+    sets[0, 0, 0, 2] = True  # a singleton
+    step = StepContext(
+        logits, sets, ~sets.all(dim=1), T, torch.tensor([0, 1, 2]), label_candidates=sets
+    )
+    out = ParentSetsDistilledOnly()(SelfTrainWithinSets(0.9)(step))
+    assert out.informative[0, 0].tolist() == [True, False, True]
+    assert out.candidates[0, :, 0, 0].nonzero().flatten().tolist() == [4]
