@@ -23,10 +23,12 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.cache import NON_SEMANTIC
 from experiments.config import ConfigError
 from experiments.config_diff import (
+    ABSENT,
     DISPLAY_SETTINGS,
     comparable_settings,
     describe_differences,
     differing_keys,
+    value_at,
 )
 from experiments.grid import StrategyRun
 from experiments.report import results_frame
@@ -238,14 +240,26 @@ def strategy_differences(
     """One line per strategy label in both records whose settings differ (naming the keys and
     both values, as found ``where_a`` and ``where_b``), for an error; empty when they agree.
     Labels in only one record are left to the caller: a resume may run fewer strategies, a
-    merge more."""
+    merge more. A setting one record lacks and the other holds as None is no difference: an
+    option added to a piece later, off by default (the rule for new options)."""
     lines = []
     for label in sorted(set(a) & set(b)):
-        keys = differing_keys(a[label], b[label])
+        keys = [
+            key
+            for key in differing_keys(a[label], b[label])
+            if not _added_off(value_at(a[label], key), value_at(b[label], key))
+        ]
         if keys:
             shown = describe_differences(a[label], b[label], keys, where_a, where_b)
             lines.append(f"{label}: {shown}")
     return lines
+
+
+def _added_off(a: Any, b: Any) -> bool:
+    """A setting one record lacks and the other holds as None: an option added to a piece
+    after the older record was written, off by default (new options come off, so older runs
+    trained as they do now)."""
+    return (a is ABSENT and b is None) or (b is ABSENT and a is None)
 
 
 def write_strategies(out: Path, runs: Sequence[StrategyRun], resume: bool) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import lightning as L
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from incremental.callbacks import LogLossTerms
@@ -116,6 +117,16 @@ class IncrementalSegmenter(L.LightningModule):
             shared=share,
         )
         self.test_scores: dict[str, float] = {}
+        # A moving average of the student's weights and batch-norm statistics, when a piece
+        # reads one (a mean teacher for self-training); it starts as the student and follows it
+        # after every optimiser step (torch's AveragedModel, checkpointed with the module).
+        self.ema = None
+        if self.strategy.ema_decay is not None:
+            self.ema = AveragedModel(
+                student,
+                multi_avg_fn=get_ema_multi_avg_fn(self.strategy.ema_decay),
+                use_buffers=True,
+            ).requires_grad_(False)
 
     # ------------------------------------------------------------------ set-up
     def configure_callbacks(self) -> list[L.Callback]:
@@ -126,6 +137,8 @@ class IncrementalSegmenter(L.LightningModule):
         super().train(mode)
         if self.teacher is not None:
             self.teacher.eval()
+        if self.ema is not None:  # its statistics are averaged, never updated by its forwards
+            self.ema.eval()
         return self
 
     def configure_optimizers(self) -> dict[str, Any]:
@@ -170,9 +183,23 @@ class IncrementalSegmenter(L.LightningModule):
             teacher_logits=forwards.teacher_logits,
             student_features=forwards.student_features,
             teacher_features=forwards.teacher_features,
+            ema_logits=self._ema_logits(batch["image"]),
             class_weights=self.class_weights,
             state=self.strategy_state.as_dict(),
         )
+
+    def _ema_logits(self, images: torch.Tensor) -> torch.Tensor | None:
+        """The averaged student's logits (B, C, H, W) for images (B, 3, H, W), without grad;
+        None when no piece reads them."""
+        if self.ema is None:
+            return None
+        with torch.no_grad():
+            return self.ema(images)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """The moving average follows the student after each optimiser step."""
+        if self.ema is not None:
+            self.ema.update_parameters(self.student)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict | None:
         """The strategy's loss on the batch; its terms go to the logs (:class:`LogLossTerms`)."""

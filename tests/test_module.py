@@ -3,6 +3,7 @@ and threshold fitting are callbacks."""
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import lightning as L
@@ -210,3 +211,41 @@ def test_plop_thresholds_fitted_once_before_training(split_scenario, tmp_path):
     assert bool((fitted >= 0.001).all())
     callback.on_train_start(trainer, module)  # fitted thresholds (a resumed run) are kept
     assert torch.equal(module.strategy_state["entropy_thresholds"], fitted)
+
+
+def test_self_training_from_a_moving_average_of_the_student(split_scenario, tmp_path):
+    """``self_training_ema``: the module keeps an exponential moving average of the student
+    (weights and batch-norm statistics) that starts as the student, follows it after each
+    optimiser step (ema = d·ema + (1 − d)·student; torch's first update copies the student),
+    stays in eval mode, and gives the step its
+    logits; a real fit checkpoints it and tests on the best checkpoint."""
+    settings = {"self_training": 0.8, "self_training_ema": 0.9, "replay": True}
+    module, batch = _setup(split_scenario, "candidate-sets", **settings)
+    assert module.strategy.ema_decay == 0.9
+    module.train()
+    assert not module.ema.training
+    start = {k: v.clone() for k, v in module.ema.module.state_dict().items()}
+    assert all(torch.equal(start[k], v) for k, v in module.student.state_dict().items())
+    with torch.no_grad():  # before the step's train-mode forward moves the student's statistics
+        expected = copy.deepcopy(module.student).eval()(batch["image"])
+    context = module.step_context(batch)
+    torch.testing.assert_close(context.ema_logits, expected)
+    module.on_train_batch_end(None, batch, 0)  # torch's first update copies the student
+    start = {k: v.clone() for k, v in module.student.state_dict().items()}
+    with torch.no_grad():
+        for p in module.student.parameters():
+            p.add_(1.0)
+    module.on_train_batch_end(None, batch, 1)
+    pairs = zip(module.student.named_parameters(), module.ema.module.parameters(), strict=True)
+    for (name, p), q in pairs:
+        torch.testing.assert_close(q, 0.9 * start[name] + 0.1 * p, msg=name)
+    assert _setup(split_scenario, "candidate-sets", self_training=0.8)[0].ema is None
+    config = TrainConfig(epochs=1, batch_size=4, progress_bar=False, limit_train_batches=2)
+    teacher = create_model("tiny-unet", split_scenario.transition.num_old_classes).eval()
+    strategy = create_strategy("candidate-sets", settings)
+    result = train_step(
+        split_scenario, teacher, {"name": "tiny-unet"}, strategy, config, 0, tmp_path
+    )
+    (checkpoint,) = tmp_path.rglob("last.ckpt")
+    state = torch.load(checkpoint, weights_only=False)["state_dict"]
+    assert any(k.startswith("ema.module.") for k in state) and result.scores

@@ -16,6 +16,7 @@ from incremental.strategies import (
     PartialCE,
     PseudoLabel,
     Refine,
+    SelfTrainWithinSets,
     SetKD,
     StepContext,
     Strategy,
@@ -149,6 +150,11 @@ def test_strategy_settings_add_their_pieces():
         Refine(0.7),
         ParentSetsDistilledOnly(),
     )
+    averaged = create_strategy("candidate-sets", {"self_training": 0.8, "self_training_ema": 0.99})
+    assert averaged.transforms[1] == SelfTrainWithinSets(0.8, ema_decay=0.99)
+    assert averaged.ema_decay == 0.99 and create_strategy("candidate-sets").ema_decay is None
+    with pytest.raises(ValueError, match="self_training_ema decides self-training, which is off"):
+        create_strategy("candidate-sets", {"self_training_ema": 0.99})
 
 
 def test_uses_teacher():

@@ -36,6 +36,7 @@ def candidate_sets(
     init: str = "mass_preserving",
     remainder_share: float | None = None,
     self_training: float | None = None,
+    self_training_ema: float | None = None,
     parent_ce: bool = True,
     contrast: float | None = None,
     contrast_temperature: float = 0.1,
@@ -63,6 +64,9 @@ def candidate_sets(
         remainder_share: a split remainder's share of its parent at step start (None: equal).
         self_training: within-set self-training threshold on old labels' multi-class sets
             (None: off); see :class:`SelfTrainWithinSets`.
+        self_training_ema: None (the student's own probabilities decide the self-training),
+            or the decay of a moving average of the student whose probabilities decide
+            instead (a mean teacher; needs ``self_training``).
         parent_ce: whether old labels of a widened class (an old image's "footwear") enter the
             cross-entropy; False leaves them to the distillation
             (:class:`ParentSetsDistilledOnly`), but for those ``self_training`` narrowed.
@@ -93,8 +97,10 @@ def candidate_sets(
     transforms = []
     if refine:
         transforms.append(Refine(refine_threshold, refine_criterion))
+    if self_training_ema is not None and self_training is None:
+        raise ValueError("self_training_ema decides self-training, which is off: set self_training")
     if self_training is not None:
-        transforms.append(SelfTrainWithinSets(self_training))
+        transforms.append(SelfTrainWithinSets(self_training, self_training_ema))
     if not parent_ce:
         transforms.append(ParentSetsDistilledOnly())
     return Strategy(

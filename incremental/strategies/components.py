@@ -42,6 +42,9 @@ class Component:
     name: ClassVar[str] = ""
     needs_teacher: ClassVar[bool] = False
     needs_features: ClassVar[bool] = False
+    #: the decay of an exponential moving average of the student this piece reads
+    #: (``StepContext.ema_logits``), or None: it reads none.
+    ema_decay: float | None = None
 
     def initial_state(self, labels: StepLabels) -> dict[str, torch.Tensor]:
         """State tensors this piece keeps in the module (checkpointed, moved with it)."""
@@ -171,19 +174,31 @@ class SelfTrainWithinSets(Component):
 
     Attributes:
         threshold: the member's share of the set's probability that counts as confident.
+        ema_decay: None: the student's own probabilities decide; a decay in (0, 1): those of
+            an exponential moving average of the student's weights (a mean teacher, Tarvainen
+            and Valpola 2017), updated after every optimiser step, which change more slowly
+            than the student and so confirm its mistakes less.
     """
 
     threshold: float = 0.9
+    ema_decay: float | None = None
 
     def __post_init__(self) -> None:
         if not 0.5 < self.threshold <= 1.0:
             raise ValueError(f"self_training threshold must be in (0.5, 1], got {self.threshold}")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"self_training_ema must be in (0, 1), got {self.ema_decay}")
 
     def __call__(self, step: StepContext) -> StepContext:
         with torch.no_grad():
             sets = step.label_candidates
             family = parent_set_pixels(step)
-            within = step.probs * sets
+            probs = (
+                step.probs
+                if self.ema_decay is None
+                else step.require_ema_probs("self_training_ema")
+            )
+            within = probs * sets
             best, index = within.max(dim=1)
             confident = family & (best >= self.threshold * within.sum(dim=1))
             if not bool(confident.any()):

@@ -95,6 +95,17 @@ class Strategy:
         return next(iter(layers), None)
 
     @property
+    def ema_decay(self) -> float | None:
+        """The decay of the student's moving average a piece reads (one for all), or None."""
+        # getattr: a piece written before this member (duck-typed, not a Component) reads none.
+        decays = {getattr(c, "ema_decay", None) for c in self.components} - {None}
+        if len(decays) > 1:
+            raise ValueError(
+                f"strategy {self.name!r}: pieces ask for different EMA decays {decays}"
+            )
+        return next(iter(decays), None)
+
+    @property
     def class_weighting(self) -> str | None:
         """The cross-entropy's class-weight rule, if any (computed from the data first)."""
         rules = [t.class_weights for t in self.terms if isinstance(t, PartialCE)]

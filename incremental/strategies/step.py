@@ -35,6 +35,8 @@ class StepContext:
         teacher_logits: (B, K, H, W) teacher logits (inference tensors), or None.
         student_features, teacher_features: feature maps (B, D_l, H_l, W_l) per layer for
             feature distillation, or None.
+        ema_logits: (B, C, H, W) logits of the student's exponential moving average (no grad),
+            when a piece asks for it (:attr:`Component.ema_decay`), or None.
         class_weights: (C,) cross-entropy class weights, or None.
         image_factor: (B,) per-image loss factor set by a transform (PLOP), or None.
         state: the strategy's state tensors by name (fitted thresholds...).
@@ -50,6 +52,7 @@ class StepContext:
     teacher_logits: torch.Tensor | None = None
     student_features: list[torch.Tensor] | None = None
     teacher_features: list[torch.Tensor] | None = None
+    ema_logits: torch.Tensor | None = None
     class_weights: torch.Tensor | None = None
     image_factor: torch.Tensor | None = None
     state: Mapping[str, torch.Tensor] = field(default_factory=dict)
@@ -64,6 +67,14 @@ class StepContext:
         shared by the terms (their hand-written backwards take it)."""
         with torch.no_grad():
             return at_least_fp32(self.logits).softmax(dim=1)
+
+    def require_ema_probs(self, who: str) -> torch.Tensor:
+        """The moving-average student's softmax (B, C, H, W), fp32 at least, or an error naming
+        the component that needs it."""
+        if self.ema_logits is None:
+            raise ValueError(f"{who} needs the averaged student's logits, and this step has none")
+        with torch.no_grad():
+            return at_least_fp32(self.ema_logits).softmax(dim=1)
 
     def replace(self, **changes: object) -> StepContext:
         """A copy with ``changes`` (transforms return one; the shared softmax is recomputed

@@ -503,6 +503,9 @@ def test_a_strategy_recorded_as_trained_differently_is_refused(tmp_path):
     assert list(grids[0]["trained"]) == ["candidate-sets", "plop"]  # mib did not run there
     assert grids[0]["trained"]["plop"] == record["plop"] and grids[2]["trained"] is None
     changed = yaml.safe_load((b / STRATEGIES).read_text())
+    changed["plop"]["terms"][1]["new_option"] = None  # an option added later, off: no difference
+    (b / STRATEGIES).write_text(yaml.safe_dump(changed))
+    merge_results([a, b])
     changed["plop"]["terms"][1]["weight"] = 0.02
     changed["mib"]["init"] = "random"  # a strategy b did not run: no difference
     (b / STRATEGIES).write_text(yaml.safe_dump(changed))

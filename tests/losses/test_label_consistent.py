@@ -214,3 +214,25 @@ def test_self_trained_parent_pixels_stay_in_the_cross_entropy():
     out = ParentSetsDistilledOnly()(SelfTrainWithinSets(0.9)(step))
     assert out.informative[0, 0].tolist() == [True, False, True]
     assert out.candidates[0, :, 0, 0].nonzero().flatten().tolist() == [4]
+
+
+def test_self_training_from_the_averaged_student_reads_its_probabilities():
+    """With ``ema_decay``, the averaged student's probabilities decide: sure of police_car
+    there, the pixel narrows though the student itself is unsure; without its logits the
+    step is refused, naming the setting."""
+    logits = torch.zeros(1, 5, 1, 2)
+    ema_logits = torch.zeros(1, 5, 1, 2)
+    ema_logits[0, 4, 0, 0] = 4.0
+    sets = torch.zeros(1, 5, 1, 2, dtype=torch.bool)
+    sets[0, [2, 4]] = True  # {car_other, police_car}
+    step = StepContext(
+        logits, sets, ~sets.all(dim=1), T, torch.tensor([0, 1, 2]), ema_logits=ema_logits
+    )
+    out = SelfTrainWithinSets(0.9, ema_decay=0.99)(step).candidates
+    assert out[0, :, 0, 0].nonzero().flatten().tolist() == [4]
+    assert torch.equal(out[0, :, 0, 1], sets[0, :, 0, 1])
+    assert torch.equal(SelfTrainWithinSets(0.9)(step).candidates, sets)  # the student: unsure
+    with pytest.raises(ValueError, match="self_training_ema needs the averaged student"):
+        SelfTrainWithinSets(0.9, ema_decay=0.99)(step.replace(ema_logits=None))
+    with pytest.raises(ValueError, match="self_training_ema must be in"):
+        SelfTrainWithinSets(0.9, ema_decay=1.0)
