@@ -53,9 +53,7 @@ KILLER = textwrap.dedent(
     """
     import os, signal, sys
     import lightning as L
-    from experiments.grid import strategy_runs
-from experiments.outputs import STRATEGIES, strategies_record
-from experiments.run import main
+    from experiments.run import main
     from incremental import trainer as trainers
 
     class KillAt(L.Callback):
