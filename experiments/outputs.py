@@ -34,6 +34,7 @@ from experiments.grid import StrategyRun
 from experiments.report import results_frame
 from incremental.devices import describe_environment
 from incremental.io import write_atomic, write_text
+from incremental.models.model_file import plain_data
 
 log = logging.getLogger("experiments.run")
 
@@ -201,16 +202,7 @@ def strategies_record(runs: Sequence[StrategyRun]) -> dict[str, dict[str, Any]]:
     config names a strategy and the settings the user gave; this records what the code made of
     them, so a default changed later shows (a resume, a merge and the committed-results test
     compare it)."""
-    return {run.label: _plain_data(run.strategy.describe()) for run in runs}
-
-
-def _plain_data(value: Any) -> Any:
-    """Tuples as lists, recursively (YAML's safe form; what reading the file gives back)."""
-    if isinstance(value, dict):
-        return {k: _plain_data(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain_data(v) for v in value]
-    return value
+    return {run.label: plain_data(run.strategy.describe()) for run in runs}
 
 
 def read_strategies(folder: Path) -> dict[str, dict[str, Any]] | None:

@@ -96,10 +96,10 @@ def save_model_file(
         )
     payload = {
         "format": FORMAT,
-        "spec": _plain(spec),
+        "spec": plain_data(spec),
         "classes": list(classes),
         "parents": dict(parents or {}),
-        "metadata": _plain(metadata or {}),
+        "metadata": plain_data(metadata or {}),
         "state_dict": state,
         "checksum": tensors_checksum(state),
     }
@@ -140,10 +140,11 @@ def load_model_file(path: str | Path) -> ModelFile:
     )
 
 
-def _plain(value: Any) -> Any:
-    """Convert tuples and OmegaConf containers to plain lists and dicts for safe loading."""
+def plain_data(value: Any) -> Any:
+    """Convert tuples and OmegaConf containers to plain lists and dicts, recursively, for safe
+    loading (``torch.load(weights_only=True)``, ``yaml.safe_dump``)."""
     if isinstance(value, dict) or hasattr(value, "items"):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain_data(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain_data(v) for v in value]
     return value
