@@ -42,9 +42,24 @@ def comparable_settings(
     return kept
 
 
+def _all_null(tree: Any) -> bool:
+    """Whether ``tree`` is None or a mapping whose every leaf is None."""
+    if isinstance(tree, dict):
+        return all(_all_null(v) for v in tree.values())
+    return tree is None
+
+
 def differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
     """Dotted keys at which two plain config trees differ; values of another type differ (a
-    NaN equals a NaN: a YAML ``.nan`` read twice is the same setting)."""
+    NaN equals a NaN: a YAML ``.nan`` read twice is the same setting).
+
+    A key one tree lacks equals an explicit null, and a missing block equals a block of nulls
+    (``strategy_overrides: {candidate-sets: {contrast: null}}`` against none): an older config
+    lacks what a newer one pins to nothing. Where a null overrides a default that changed (a
+    strategy's replay defaults), the strategies record (``strategies.yaml``) tells the two
+    apart, not the config."""
+    if (a is None and _all_null(b)) or (b is None and _all_null(a)):
+        return []
     if isinstance(a, dict) and isinstance(b, dict):
         keys = sorted(set(a) | set(b))
         return [d for k in keys for d in differing_keys(a.get(k), b.get(k), f"{prefix}{k}.")]

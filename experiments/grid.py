@@ -52,10 +52,11 @@ class StrategyRun:
 
 
 def strategy_runs(
-    entries: list[Any], overrides: Mapping[str, Mapping[str, Any]]
+    entries: list[Any], overrides: Mapping[str, Mapping[str, Any]], replay_defaults: bool = True
 ) -> list[StrategyRun]:
     """The experiment's strategies with their overrides (per base name: ``candidate-sets``'s
-    apply to ``candidate-sets+replay`` too).
+    apply to ``candidate-sets+replay`` too); ``replay_defaults=False`` as
+    :func:`~incremental.strategies.create_strategy` takes it.
 
     An entry is a name (``candidate-sets+replay``) or a named variant, a mapping ``{name:
     cs-consistent, strategy: candidate-sets, settings: {distillation: label_consistent}}``:
@@ -65,7 +66,13 @@ def strategy_runs(
         ValueError: an unknown name, key or setting, naming it.
     """
     for base in overrides:
-        parse_strategy_name(base)  # a typo here would silently leave a preset unchanged
+        _, replay = parse_strategy_name(base)  # a typo would silently leave a preset unchanged
+        if replay:  # looked up by base name only: the entry would silently change nothing
+            raise ValueError(
+                f"strategy_overrides: {base!r} is not a strategy's base name; overrides apply "
+                f"to {base.partition('+')[0]!r} with and without replay. For replay runs only, "
+                "use a variant: {name: ..., strategy: " + base + ", settings: {...}}"
+            )
     runs = []
     for entry in entries:
         if isinstance(entry, Mapping):
@@ -80,12 +87,12 @@ def strategy_runs(
                 raise ValueError(f"variant {name!r}: use strategy: <name>+replay for replay")
             base, replay = parse_strategy_name(label)
             settings = {**dict(overrides.get(base) or {}), **dict(entry.get("settings") or {})}
-            strategy = replace(create_strategy(label, settings), name=name)
+            strategy = replace(create_strategy(label, settings, replay_defaults), name=name)
             label = name + ("+replay" if strategy.replay else "")
             runs.append(StrategyRun(label, strategy, base))
             continue
         base, _ = parse_strategy_name(str(entry))
-        strategy = create_strategy(str(entry), overrides.get(base))
+        strategy = create_strategy(str(entry), overrides.get(base), replay_defaults)
         runs.append(StrategyRun(str(entry), strategy, base))
     labels = [r.label for r in runs]
     repeated = sorted({label for label in labels if labels.count(label) > 1})

@@ -41,11 +41,13 @@ from omegaconf import OmegaConf
 
 from experiments.config import ConfigError, _load_yaml
 from experiments.config_diff import comparable_settings, describe_differences, differing_keys
+from experiments.grid import strategy_runs
 from experiments.outputs import (
     STRATEGIES,
     live_lock,
     prepare_output,
     read_strategies,
+    strategies_record,
     strategy_differences,
     write_results,
 )
@@ -174,7 +176,6 @@ def merge_results(
     trained: dict[str, tuple[Path, dict]] = {}  # label -> (first folder recording it, record)
     for folder in folders:
         config, results = load_experiment(folder)
-        _check_trained_alike(trained, ran_record(folder, results), folder)
         settings = shared_settings(config)
         if common is None:
             common = _common_settings(settings)
@@ -191,6 +192,8 @@ def merge_results(
                     f"{describe_differences(a, b, differing_keys(a, b), first_folder, folder)}; "
                     "runs of one strategy merge only with the same settings"
                 )
+        # After the settings: a difference there is named more plainly than by the record.
+        _check_trained_alike(trained, trained_record(folder, config, results), folder)
         expected = (
             len(config.get("scenarios") or [])
             * len(config.get("strategies") or [])
@@ -241,19 +244,43 @@ def ran_record(folder: Path, results: pd.DataFrame) -> dict[str, dict[str, Any]]
     return {label: record[label] for label in record if label in labels}
 
 
+def trained_record(
+    folder: Path, config: dict[str, Any], results: pd.DataFrame
+) -> dict[str, dict[str, Any]]:
+    """What each strategy ``folder``'s results hold runs of trained as: its strategies record
+    (:func:`ran_record`), or for a folder from before the record what its config builds with
+    today's code without replay defaults, which the code had none of then. Empty where today's
+    code cannot build that config (a setting since removed): such a folder is not checked."""
+    record = ran_record(folder, results)
+    if record is not None:
+        return record
+    try:
+        runs = strategy_runs(
+            list(config.get("strategies") or []),
+            config.get("strategy_overrides") or {},
+            replay_defaults=False,
+        )
+    except ValueError:
+        return {}
+    labels = {_label(s, r) for s, r in zip(results["strategy"], results["replay"], strict=True)}
+    return {label: v for label, v in strategies_record(runs).items() if label in labels}
+
+
 def _check_trained_alike(
     trained: dict[str, tuple[Path, dict]], record: dict[str, dict] | None, folder: Path
 ) -> None:
-    """Runs of one strategy label merge only if every folder that recorded it (``STRATEGIES``)
-    trained it alike: equal config settings with a code default changed in between would
-    otherwise put two strategies under one name. ``trained`` is filled here."""
-    for label, settings in (record or {}).items():
+    """Runs of one strategy label merge only if every folder trained it alike
+    (:func:`trained_record`): equal config settings with a code default changed in between
+    would otherwise put two strategies under one name. ``trained`` is filled here."""
+    for label, settings in record.items():
         first_folder, first = trained.setdefault(label, (folder, settings))
         changed = strategy_differences({label: first}, {label: settings}, first_folder, folder)
         if changed:
             raise ConfigError(
                 f"merge: {label} trained differently in {first_folder} and {folder} (their "
-                f"{STRATEGIES}): {changed[0]}; runs of one strategy merge only when trained alike"
+                f"{STRATEGIES}; a folder without one ran before 2026-12-07, when replay had no "
+                f"defaults of its own): {changed[0]}; runs of one strategy merge only when "
+                "trained alike"
             )
 
 

@@ -11,6 +11,7 @@ import torch
 
 from incremental.labels import LabelReading
 from incremental.strategies import (
+    FamilyContrast,
     LocalPOD,
     ParentSetsDistilledOnly,
     PartialCE,
@@ -23,6 +24,7 @@ from incremental.strategies import (
     create_strategy,
     list_strategies,
     register_strategy,
+    replay_defaults,
     strategy_settings,
 )
 
@@ -108,6 +110,40 @@ def test_user_setting_beats_preset():
     focal = create_strategy("plop", {"focal_gamma": 2.0, "class_weights": "inverse_frequency"})
     assert focal.terms[0] == PartialCE("inverse_frequency", 2.0, normalization="all_pixels")
     assert focal.class_weighting == "inverse_frequency"
+
+
+def test_replay_has_defaults_of_its_own():
+    """Candidate sets replay with the split-evidence combination; the user's settings (a null
+    included) win, and only replaying runs take it."""
+    combination = (
+        (Refine(0.7), SelfTrainWithinSets(0.8)),
+        (
+            PartialCE(),
+            SetKD(1.0, conditioning="label_consistent"),
+            FamilyContrast(0.5),
+        ),
+    )
+    for replayed in (create_strategy("candidate-sets+replay"),
+                     create_strategy("candidate-sets", {"replay": True})):  # fmt: skip
+        assert (replayed.transforms, replayed.terms) == combination
+    plain = create_strategy("candidate-sets")
+    assert create_strategy("candidate-sets+replay", {"replay": False}) == plain
+    former = create_strategy("candidate-sets+replay", {"contrast": None, "self_training": None})
+    assert (former.transforms, former.terms) == (plain.transforms, plain.terms)
+    assert create_strategy("candidate-sets+replay", {"contrast": 1.0}).terms[2] == FamilyContrast(1)
+    assert replay_defaults("candidate-sets+replay") == {"contrast": 0.5, "self_training": 0.8}
+    assert strategy_settings("candidate-sets+replay")["contrast"] == 0.5
+    assert strategy_settings("candidate-sets")["contrast"] is None
+    assert replay_defaults("mib") == {}
+    assert create_strategy("joint") == create_strategy("joint+replay")
+
+
+def test_replay_defaults_must_be_settings():
+    with pytest.raises(ValueError, match=r"replay_defaults \['kd_wieght'\] are not settings"):
+        register_strategy("typo-strategy", replay_defaults={"kd_wieght": 1.0})(
+            lambda kd_weight=1.0: create_strategy("mib")
+        )
+    assert "typo-strategy" not in list_strategies()
 
 
 def test_settings_are_listed():

@@ -25,6 +25,7 @@ from incremental.strategies.registry import (
     list_strategies,
     parse_strategy_name,
     register_strategy,
+    replay_defaults,
     strategy_settings,
 )
 from incremental.strategies.step import StepContext
@@ -53,5 +54,6 @@ __all__ = [
     "list_strategies",
     "parse_strategy_name",
     "register_strategy",
+    "replay_defaults",
     "strategy_settings",
 ]

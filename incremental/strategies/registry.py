@@ -4,8 +4,10 @@ A factory is a function whose keyword arguments are the strategy's own settings 
 returns a :class:`~incremental.strategies.Strategy`. ``create_strategy(name, overrides)``
 calls it with the user's settings (they always win over the factory's defaults), then applies
 the options every strategy takes: ``replay``, ``old_share``, ``freeze`` and the
-cross-entropy's ``class_weights`` and ``focal_gamma``. A strategy added in a new file
-registers itself with :func:`register_strategy`; nothing else needs an edit.
+cross-entropy's ``class_weights`` and ``focal_gamma``. A strategy may register defaults of its
+own settings that hold only with replay (``replay_defaults``): replayed old images carry what
+a setting needs (``candidate-sets``' self-training acts on their parent sets). A strategy added
+in a new file registers itself with :func:`register_strategy`; nothing else needs an edit.
 """
 
 from __future__ import annotations
@@ -20,21 +22,34 @@ from incremental.strategies.composition import Strategy
 Factory = Callable[..., Strategy]
 
 _FACTORIES: dict[str, Factory] = {}
+#: Per strategy, the defaults of its own settings when it replays (over the factory's).
+_REPLAY_DEFAULTS: dict[str, dict[str, Any]] = {}
 #: Settings every strategy accepts, on top of its factory's own.
 COMMON_SETTINGS = ("replay", "old_share", "freeze", "class_weights", "focal_gamma")
 #: Appended to a name to turn replay on (``candidate-sets+replay``).
 REPLAY_SUFFIX = "+replay"
 
 
-def register_strategy(name: str) -> Callable[[Factory], Factory]:
-    """Register ``factory`` under ``name`` (a decorator)."""
+def register_strategy(
+    name: str, replay_defaults: Mapping[str, Any] | None = None
+) -> Callable[[Factory], Factory]:
+    """Register ``factory`` under ``name`` (a decorator). ``replay_defaults``: defaults of the
+    factory's own settings that replace its signature's when the strategy replays (by the
+    ``+replay`` suffix or the ``replay`` setting); the user's settings still win."""
 
     def decorator(factory: Factory) -> Factory:
         if name in _FACTORIES and _FACTORIES[name] is not factory:
             raise ValueError(f"strategy {name!r} is registered twice")
         if "+" in name:
             raise ValueError(f"strategy names cannot hold '+': {name!r}")
+        own = set(inspect.signature(factory).parameters)
+        foreign = sorted(set(replay_defaults or {}) - own)
+        if foreign:
+            raise ValueError(
+                f"strategy {name!r}: replay_defaults {foreign} are not settings of its factory"
+            )
         _FACTORIES[name] = factory
+        _REPLAY_DEFAULTS[name] = dict(replay_defaults or {})
         return factory
 
     return decorator
@@ -62,15 +77,28 @@ def parse_strategy_name(name: str) -> tuple[str, bool]:
 
 
 def strategy_settings(name: str) -> dict[str, Any]:
-    """The settings ``name`` accepts, with their defaults (common settings: None)."""
-    base, _ = parse_strategy_name(name)
+    """The settings ``name`` accepts, with their defaults (common settings: None; for a
+    ``+replay`` name, the replay defaults)."""
+    base, replay = parse_strategy_name(name)
     parameters = inspect.signature(_FACTORIES[base]).parameters.values()
     own = {p.name: p.default for p in parameters if p.kind is not p.VAR_KEYWORD}
+    if replay:
+        own.update(_REPLAY_DEFAULTS[base])
     return {**own, **{k: None for k in COMMON_SETTINGS if k not in own}}
 
 
-def create_strategy(name: str, overrides: Mapping[str, Any] | None = None) -> Strategy:
-    """The strategy ``name`` (optionally ``+replay``) with the user's ``overrides``.
+def replay_defaults(name: str) -> dict[str, Any]:
+    """The defaults ``name``'s strategy takes when it replays (empty: its factory's)."""
+    base, _ = parse_strategy_name(name)
+    return dict(_REPLAY_DEFAULTS[base])
+
+
+def create_strategy(
+    name: str, overrides: Mapping[str, Any] | None = None, replay_defaults: bool = True
+) -> Strategy:
+    """The strategy ``name`` (optionally ``+replay``) with the user's ``overrides``;
+    ``replay_defaults=False`` builds it as before strategies had replay defaults (how an
+    experiment from before 2026-12-07 trained it).
 
     Raises:
         ValueError: unknown name, suffix or setting (naming the known ones), or a value a
@@ -82,6 +110,9 @@ def create_strategy(name: str, overrides: Mapping[str, Any] | None = None) -> St
     unknown = sorted(set(overrides) - set(known))
     if unknown:
         raise ValueError(f"strategy {name!r}: unknown setting(s) {unknown}; known: {sorted(known)}")
+    asked = overrides.get("replay")  # an explicit replay: false beats the +replay suffix
+    if (replay if asked is None else asked) and replay_defaults and _REPLAY_DEFAULTS[base]:
+        overrides = {**_REPLAY_DEFAULTS[base], **overrides}
     factory = _FACTORIES[base]
     own = set(inspect.signature(factory).parameters)
     strategy = factory(**{k: v for k, v in overrides.items() if k in own})

@@ -35,6 +35,11 @@ RECORDED = sorted(p.parent for p in RESULTS.glob(f"*/*/{STRATEGIES}"))
 #: Strategy reruns (``experiments.merge --rerun``): each replaces its strategies' runs in the
 #: other folders of its group, whose settings for those strategies are then older than today's.
 RERUNS = [RESULTS / "full-profile" / "jd40"]
+#: Folders from before the record whose ``candidate-sets+replay`` runs trained without replay
+#: defaults (there were none before 2026-12-07), where today's profile trains that label with
+#: them: README's five-seed tables say which rows these are. The list can only shrink.
+FORMER_REPLAY = [RESULTS / "full-profile" / f"seed{s}" for s in
+                 ("0", "1", "1-siblings", "2-rest", "2-splits", "3", "4")]  # fmt: skip
 
 
 STUDIES = Path(__file__).parents[2] / "experiments" / "configs" / "studies"
@@ -147,3 +152,42 @@ def test_committed_merges_train_as_with_todays_code(merge):
     for grid in sources["grids"]:
         if grid.get("trained") is not None:
             assert_trained_as_today(grid["trained"], grid, f"{merge / SOURCES}: {grid['folder']}")
+
+
+def _before_record() -> list:
+    """(where, saved grid, labels it ran) of every committed experiment without a strategies
+    record: the unrecorded folders and the unrecorded grids of the committed merges."""
+    found = []
+    for folder in FOLDERS:
+        if folder not in RECORDED:
+            saved, results = load_experiment(folder)
+            labels = {s + ("+replay" if r else "") for s, r in
+                      zip(results["strategy"], results["replay"], strict=True)}  # fmt: skip
+            found.append((str(folder.relative_to(RESULTS)), saved, labels))
+    for merge in MERGES:
+        for grid in yaml.safe_load((merge / SOURCES).read_text())["grids"]:
+            if grid.get("trained") is None:
+                where = f"{merge.relative_to(RESULTS)}: {grid['folder']}"
+                found.append(pytest.param(where, grid, None, id=where))
+    return found
+
+
+@pytest.mark.parametrize(("where", "saved", "labels"), _before_record())
+def test_experiments_from_before_the_record_train_as_then(where, saved, labels):
+    """What today's profile (and study) builds for an experiment from before the record equals
+    what the code built then, without replay defaults, but for the folders README names as
+    trained with the former ones (``FORMER_REPLAY``): a study that ran the former replay pins
+    it, so its command still makes its rows."""
+    config = todays_config(saved)
+    entries, overrides = config["strategies"], config.get("strategy_overrides") or {}
+    today = strategies_record(strategy_runs(entries, overrides))
+    then = strategies_record(strategy_runs(entries, overrides, replay_defaults=False))
+    if labels is not None:
+        today = {k: v for k, v in today.items() if k in labels}
+    changed = strategy_differences(then, today, where)
+    former = any(where == str(f.relative_to(RESULTS)) for f in FORMER_REPLAY)
+    assert bool(changed) == former, (
+        f"{where}: {changed[:1] or 'trains as then'}; pin the former replay in its study "
+        "(strategy_overrides: {candidate-sets: {contrast: null, self_training: null}}) or "
+        "list it in FORMER_REPLAY and say so in README"
+    )

@@ -32,3 +32,15 @@ def test_a_differing_list_entry_is_named_by_its_index_and_found_by_it():
     assert differing_keys(a, b) == ["terms.1.weight"]
     assert value_at(a, "terms.1.weight") == 1.0 and value_at(b, "terms.1.weight") == 2.0
     assert value_at(a, "terms.2.weight") is ABSENT and value_at(a, "terms.x") is ABSENT
+
+
+def test_a_missing_block_equals_a_block_of_nulls():
+    """An older config lacks what a newer one pins to nothing (``strategy_overrides`` that keep
+    a strategy's former defaults); a block with a value is a difference."""
+    pinned = {"strategy_overrides": {"candidate-sets": {"contrast": None, "self_training": None}}}
+    assert differing_keys({"strategy_overrides": {}}, pinned) == []
+    assert differing_keys(pinned, {}) == []
+    changed = {"strategy_overrides": {"candidate-sets": {"contrast": 0.5, "self_training": None}}}
+    assert differing_keys({"strategy_overrides": {}}, changed) == [
+        "strategy_overrides.candidate-sets"
+    ]

@@ -515,3 +515,33 @@ def test_a_strategy_recorded_as_trained_differently_is_refused(tmp_path):
     (b / STRATEGIES).write_text("- not a mapping")
     with pytest.raises(ConfigError, match="strategies.yaml: expected a mapping"):
         merge_results([a, b])
+
+
+def test_replay_from_before_its_defaults_does_not_merge_with_replay_after_them(tmp_path):
+    """A folder from before ``strategies.yaml`` ran candidate sets' replay without replay
+    defaults (there were none before 2026-12-07): its runs do not merge with a recorded
+    folder's runs under today's defaults, and do with a folder that pinned the former ones."""
+
+    def replayed(folder, seed, overrides=None):
+        folder = experiment(folder, [seed], [[0.5]], strategies=["candidate-sets+replay"],
+                            strategy_overrides=overrides or {})  # fmt: skip
+        results = pd.read_csv(folder / "results.csv")
+        results["strategy"], results["replay"] = "candidate-sets", True
+        results.to_csv(folder / "results.csv", index=False)
+        return folder
+
+    old = replayed(tmp_path / "old", 0)  # no record
+    new = replayed(tmp_path / "new", 1)
+    (new / STRATEGIES).write_text(
+        yaml.safe_dump(strategies_record(strategy_runs(["candidate-sets+replay"], {})))
+    )
+    refused = (r"candidate-sets\+replay trained differently in .*old and .*new .*before "
+               r"2026-12-07.*: candidate-sets\+replay: terms .*FamilyContrast")  # fmt: skip
+    with pytest.raises(ConfigError, match=refused):
+        merge_results([old, new])
+    former = {"candidate-sets": {"contrast": None, "self_training": None}}
+    pinned = replayed(tmp_path / "pinned", 2, former)
+    (pinned / STRATEGIES).write_text(
+        yaml.safe_dump(strategies_record(strategy_runs(["candidate-sets+replay"], former)))
+    )
+    assert len(merge_results([old, pinned])[1]) == 2

@@ -103,3 +103,10 @@ def test_a_variant_replaying_by_its_settings_is_picked_by_its_label(tmp_path):
     assert labels == ["cs-own+replay", "cs-base+replay", "cs-off"]
     for label, entry in zip(labels, plain(config.strategies), strict=True):
         assert plain(load_config(path, {"strategies": [label]}).strategies) == [entry]
+
+
+def test_overrides_for_replay_runs_only_are_refused_not_ignored():
+    """``strategy_overrides`` are looked up by base name: a ``+replay`` key would change
+    nothing, silently."""
+    with pytest.raises(ValueError, match=r"'candidate-sets\+replay' is not a strategy's base name"):
+        strategy_runs(["candidate-sets+replay"], {"candidate-sets+replay": {"contrast": None}})
