@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     sizes = {"old_train": 400, "new_train": 400, "val": 16, "test": 16, "old_val": 16}
     scenario = build_scenario(load_scenario_config("fashion-new-class", {"sizes": sizes}))
-    strategy = create_strategy("candidate-sets+replay")
+    # The replay README's figures were measured with: before its defaults (2026-12-07).
+    strategy = create_strategy("candidate-sets+replay", {"contrast": None, "self_training": None})
     sources = step_data(scenario, strategy).sources
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}")
     for workers in (int(w) for w in args.workers.split(",")):

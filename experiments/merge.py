@@ -238,10 +238,16 @@ def ran_record(folder: Path, results: pd.DataFrame) -> dict[str, dict[str, Any]]
     """The strategies record (``strategies.yaml``) of the strategies ``folder``'s results
     hold runs of, label -> settings; None for a folder from before the record was written."""
     record = read_strategies(folder)
-    if record is None:
-        return None
-    labels = {_label(s, r) for s, r in zip(results["strategy"], results["replay"], strict=True)}
-    return {label: record[label] for label in record if label in labels}
+    return None if record is None else record_of_runs(record, results)
+
+
+def record_of_runs(record: dict[str, dict[str, Any]], results: pd.DataFrame) -> dict[str, Any]:
+    """The entries of a strategies record whose strategy ``results`` holds runs of, matched by
+    the name and replay each entry records (results.csv's ``strategy`` and ``replay``), not by
+    label: ``joint`` replays under its plain name, and a base's ``strategy_overrides`` may turn
+    replay on or off whatever the name says."""
+    ran = set(zip(results["strategy"], results["replay"].astype(bool), strict=True))
+    return {k: v for k, v in record.items() if (v.get("name"), bool(v.get("replay"))) in ran}
 
 
 def trained_record(
@@ -254,16 +260,13 @@ def trained_record(
     record = ran_record(folder, results)
     if record is not None:
         return record
+    # A +replay key of strategy_overrides changed nothing then; today it is refused.
+    overrides = {k: v for k, v in (config.get("strategy_overrides") or {}).items() if "+" not in k}
     try:
-        runs = strategy_runs(
-            list(config.get("strategies") or []),
-            config.get("strategy_overrides") or {},
-            replay_defaults=False,
-        )
+        runs = strategy_runs(list(config.get("strategies") or []), overrides, replay_defaults=False)
     except ValueError:
         return {}
-    labels = {_label(s, r) for s, r in zip(results["strategy"], results["replay"], strict=True)}
-    return {label: v for label, v in strategies_record(runs).items() if label in labels}
+    return record_of_runs(strategies_record(runs), results)
 
 
 def _check_trained_alike(

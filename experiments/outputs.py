@@ -254,18 +254,36 @@ def _added_off(a: Any, b: Any) -> bool:
     return (a is ABSENT and b is None) or (b is ABSENT and a is None)
 
 
-def write_strategies(out: Path, runs: Sequence[StrategyRun], resume: bool) -> None:
+def write_strategies(
+    out: Path,
+    runs: Sequence[StrategyRun],
+    resume: bool,
+    runs_before_record: Sequence[StrategyRun] = (),
+) -> None:
     """``strategies.yaml``; a resume first checks that every strategy the folder recorded
     trains as it did (a code default changed between the start and the resume would put rows
     of two different strategies under one name). A resumed folder from before the record
-    gets none: today's code cannot vouch for its finished rows.
+    gets none: today's code cannot vouch for its finished rows. It is checked against
+    ``runs_before_record``, the same grid built as the code then built it (without replay
+    defaults): a strategy those defaults change is refused.
 
     Raises:
-        ConfigError: on resume, a recorded strategy that trains differently today.
+        ConfigError: on resume, a recorded strategy that trains differently today, or in a
+            folder from before the record, one that replay's defaults change.
     """
     today = strategies_record(runs)
     saved = read_strategies(out) if resume else None
     if resume and saved is None and finished_rows(out):
+        then = strategies_record(runs_before_record)
+        changed = strategy_differences(then, today, "the code before 2026-12-07")
+        if changed:
+            raise ConfigError(
+                f"resume: {out} has no {STRATEGIES}, so it started before 2026-12-07, when "
+                "replay had no defaults of its own; today a strategy of it trains differently: "
+                f"{changed[0]}. To finish it as it started, pin the former settings "
+                "(strategy_overrides: {candidate-sets: {contrast: null, self_training: null}}), "
+                "or start a new experiment with --output"
+            )
         log.warning(
             "resume: %s has no %s (an experiment from before it was written): its finished "
             "runs' strategies are unrecorded, so none is written now either",

@@ -128,6 +128,8 @@ def test_replay_has_defaults_of_its_own():
         assert (replayed.transforms, replayed.terms) == combination
     plain = create_strategy("candidate-sets")
     assert create_strategy("candidate-sets+replay", {"replay": False}) == plain
+    off = create_strategy("candidate-sets+replay", {"replay": None})  # null: off, as false
+    assert not off.replay and (off.transforms, off.terms) == (plain.transforms, plain.terms)
     former = create_strategy("candidate-sets+replay", {"contrast": None, "self_training": None})
     assert (former.transforms, former.terms) == (plain.transforms, plain.terms)
     assert create_strategy("candidate-sets+replay", {"contrast": 1.0}).terms[2] == FamilyContrast(1)

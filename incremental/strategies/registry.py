@@ -35,7 +35,8 @@ def register_strategy(
 ) -> Callable[[Factory], Factory]:
     """Register ``factory`` under ``name`` (a decorator). ``replay_defaults``: defaults of the
     factory's own settings that replace its signature's when the strategy replays (by the
-    ``+replay`` suffix or the ``replay`` setting); the user's settings still win."""
+    ``+replay`` suffix or the ``replay`` setting); the user's settings still win. A factory that
+    turns replay on itself (``joint``) is not asked: its own defaults are its replay's."""
 
     def decorator(factory: Factory) -> Factory:
         if name in _FACTORIES and _FACTORIES[name] is not factory:
@@ -110,8 +111,9 @@ def create_strategy(
     unknown = sorted(set(overrides) - set(known))
     if unknown:
         raise ValueError(f"strategy {name!r}: unknown setting(s) {unknown}; known: {sorted(known)}")
-    asked = overrides.get("replay")  # an explicit replay: false beats the +replay suffix
-    if (replay if asked is None else asked) and replay_defaults and _REPLAY_DEFAULTS[base]:
+    # An explicit replay setting (false, or null: off) beats the +replay suffix, as below.
+    replays = bool(overrides["replay"]) if "replay" in overrides else replay
+    if replays and replay_defaults and _REPLAY_DEFAULTS[base]:
         overrides = {**_REPLAY_DEFAULTS[base], **overrides}
     factory = _FACTORIES[base]
     own = set(inspect.signature(factory).parameters)

@@ -22,6 +22,7 @@ from experiments.merge import (
     load_experiment,
     merge_results,
     ran_record,
+    record_of_runs,
     run_settings,
     settings_of_runs,
 )
@@ -37,7 +38,7 @@ RECORDED = sorted(p.parent for p in RESULTS.glob(f"*/*/{STRATEGIES}"))
 RERUNS = [RESULTS / "full-profile" / "jd40"]
 #: Folders from before the record whose ``candidate-sets+replay`` runs trained without replay
 #: defaults (there were none before 2026-12-07), where today's profile trains that label with
-#: them: README's five-seed tables say which rows these are. The list can only shrink.
+#: them: README's five-seed tables say which rows these are.
 FORMER_REPLAY = [RESULTS / "full-profile" / f"seed{s}" for s in
                  ("0", "1", "1-siblings", "2-rest", "2-splits", "3", "4")]  # fmt: skip
 
@@ -155,15 +156,15 @@ def test_committed_merges_train_as_with_todays_code(merge):
 
 
 def _before_record() -> list:
-    """(where, saved grid, labels it ran) of every committed experiment without a strategies
-    record: the unrecorded folders and the unrecorded grids of the committed merges."""
+    """(where, saved grid, its results) of every committed experiment without a strategies
+    record: the unrecorded folders and the unrecorded grids of the committed merges (whose
+    results are merged: None)."""
     found = []
     for folder in FOLDERS:
         if folder not in RECORDED:
             saved, results = load_experiment(folder)
-            labels = {s + ("+replay" if r else "") for s, r in
-                      zip(results["strategy"], results["replay"], strict=True)}  # fmt: skip
-            found.append((str(folder.relative_to(RESULTS)), saved, labels))
+            where = str(folder.relative_to(RESULTS))
+            found.append(pytest.param(where, saved, results, id=where))
     for merge in MERGES:
         for grid in yaml.safe_load((merge / SOURCES).read_text())["grids"]:
             if grid.get("trained") is None:
@@ -172,8 +173,8 @@ def _before_record() -> list:
     return found
 
 
-@pytest.mark.parametrize(("where", "saved", "labels"), _before_record())
-def test_experiments_from_before_the_record_train_as_then(where, saved, labels):
+@pytest.mark.parametrize(("where", "saved", "results"), _before_record())
+def test_experiments_from_before_the_record_train_as_then(where, saved, results):
     """What today's profile (and study) builds for an experiment from before the record equals
     what the code built then, without replay defaults, but for the folders README names as
     trained with the former ones (``FORMER_REPLAY``): a study that ran the former replay pins
@@ -182,8 +183,8 @@ def test_experiments_from_before_the_record_train_as_then(where, saved, labels):
     entries, overrides = config["strategies"], config.get("strategy_overrides") or {}
     today = strategies_record(strategy_runs(entries, overrides))
     then = strategies_record(strategy_runs(entries, overrides, replay_defaults=False))
-    if labels is not None:
-        today = {k: v for k, v in today.items() if k in labels}
+    if results is not None:  # the strategies the folder ran (a merged grid ran all of its)
+        today = record_of_runs(today, results)
     changed = strategy_differences(then, today, where)
     former = any(where == str(f.relative_to(RESULTS)) for f in FORMER_REPLAY)
     assert bool(changed) == former, (

@@ -19,6 +19,7 @@ from experiments.merge import (
     load_experiment,
     main,
     merge_results,
+    record_of_runs,
     run_settings,
     settings_of_runs,
     write_merged,
@@ -545,3 +546,18 @@ def test_replay_from_before_its_defaults_does_not_merge_with_replay_after_them(t
         yaml.safe_dump(strategies_record(strategy_runs(["candidate-sets+replay"], former)))
     )
     assert len(merge_results([old, pinned])[1]) == 2
+
+
+def test_a_record_is_matched_to_runs_by_name_and_replay():
+    """``joint`` replays under its plain name, and a base's overrides may turn replay on: the
+    record's entries are matched to results.csv's runs by what they recorded, not by label."""
+    record = strategies_record(strategy_runs(["joint", "candidate-sets", "mib"], {}))
+    ran = pd.DataFrame({"strategy": ["joint", "candidate-sets"], "replay": [True, False]})
+    assert list(record_of_runs(record, ran)) == ["joint", "candidate-sets"]
+    replayed = strategies_record(
+        strategy_runs(["candidate-sets"], {"candidate-sets": {"replay": True}})
+    )
+    assert list(replayed) == ["candidate-sets"] and replayed["candidate-sets"]["replay"]
+    replay_runs = pd.DataFrame({"strategy": ["candidate-sets"], "replay": [True]})
+    assert record_of_runs(replayed, replay_runs)
+    assert not record_of_runs(replayed, ran)

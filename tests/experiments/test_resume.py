@@ -238,3 +238,27 @@ def test_resume_reads_the_furthest_last_checkpoint_of_its_settings(tmp_path, cap
     assert resume_checkpoint(resume, tmp_path) == str(checkpoints / "last.ckpt")  # untagged
     assert resume_checkpoint(OmegaConf.create({"resume": False}), tmp_path, "key") is None
     assert resume_checkpoint(resume, tmp_path / "none") is None
+
+
+def test_a_folder_from_before_the_record_resumes_only_as_it_started(tmp_path):
+    """A folder without strategies.yaml started before replay had defaults: resuming it with a
+    replay those defaults change is refused (its finished runs had none); with the former
+    settings pinned it resumes, still without a record."""
+    from experiments.config import ConfigError
+    from experiments.outputs import write_strategies
+
+    out = tmp_path / "old"
+    out.mkdir()
+    pd.DataFrame([{"scenario": "s", "strategy": "candidate-sets", "replay": True, "seed": 0}]
+                 ).to_csv(out / "results.csv", index=False)  # fmt: skip
+    former = {"candidate-sets": {"contrast": None, "self_training": None}}
+    for overrides, refused in (({}, True), (former, False)):
+        today = strategy_runs(["candidate-sets+replay"], overrides)
+        then = strategy_runs(["candidate-sets+replay"], overrides, replay_defaults=False)
+        if refused:
+            with pytest.raises(ConfigError, match=r"started before 2026-12-07.*candidate-sets"
+                               r"\+replay: terms .*contrast: null"):  # fmt: skip
+                write_strategies(out, today, True, then)
+        else:
+            write_strategies(out, today, True, then)
+        assert not (out / STRATEGIES).exists()
