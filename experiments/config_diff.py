@@ -17,6 +17,8 @@ from typing import Any
 DISPLAY_SETTINGS = frozenset({"progress_bar", "progress_refresh_rate", "log_images"})
 #: A key one config has and the other lacks (an older config: equal to an explicit null).
 ABSENT = "<absent>"
+#: The config key under which a missing block equals a block of nulls (``differing_keys``).
+NULL_BLOCKS = "strategy_overrides"
 
 
 def comparable_settings(
@@ -53,12 +55,15 @@ def differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
     """Dotted keys at which two plain config trees differ; values of another type differ (a
     NaN equals a NaN: a YAML ``.nan`` read twice is the same setting).
 
-    A key one tree lacks equals an explicit null, and a missing block equals a block of nulls
-    (``strategy_overrides: {candidate-sets: {contrast: null}}`` against none): an older config
-    lacks what a newer one pins to nothing. Where a null overrides a default that changed (a
-    strategy's replay defaults), the strategies record (``strategies.yaml``) tells the two
-    apart, not the config."""
-    if (a is None and _all_null(b)) or (b is None and _all_null(a)):
+    A key one tree lacks equals an explicit null. Under ``strategy_overrides`` a missing block
+    also equals a block of nulls (``{candidate-sets: {contrast: null}}`` against none): an older
+    config lacks what a newer one pins to the former defaults. Where such a null overrides a
+    default that changed (a strategy's replay defaults), the strategies record
+    (``strategies.yaml``) tells the two apart, not the config. Elsewhere a block of nulls is a
+    difference: ``strategy_train.<name>: {epochs: null}`` would override ``train``'s value."""
+    if prefix.startswith(f"{NULL_BLOCKS}.") and (
+        (a is None and _all_null(b)) or (b is None and _all_null(a))
+    ):
         return []
     if isinstance(a, dict) and isinstance(b, dict):
         keys = sorted(set(a) | set(b))

@@ -184,8 +184,8 @@ def merge_results(
         ran = set(results["strategy"])
         for (key, entry), value in _strategy_entries(settings, ran, _named(definitions)).items():
             first_folder, first_value = entries.setdefault((key, entry), (folder, value))
-            if differing_keys(first_value, value):
-                a, b = _entry_tree(key, entry, first_value), _entry_tree(key, entry, value)
+            a, b = _entry_tree(key, entry, first_value), _entry_tree(key, entry, value)
+            if differing_keys(a, b):
                 raise ConfigError(
                     f"merge: {folder} ran {_strategies_of(key, entry)} with other settings than "
                     f"{first_folder}: "
@@ -325,7 +325,8 @@ def _strategy_entries(
 
 
 def _entry_tree(key: str, entry: str, value: Any) -> dict[str, Any]:
-    """One per-strategy setting as a config tree (absent where None), for an error."""
+    """One per-strategy setting as a config tree (absent where None), to compare (under its
+    key, as ``differing_keys`` reads it) and for an error."""
     return {key: {} if value is None else {entry: value}}
 
 
@@ -432,7 +433,11 @@ def _replace_reruns(
         if not changed:  # then an override the folders' runs of that base were run with
             a, b = _with_entries({}, before), _with_entries({}, kept)
             changed = differing_keys(a, b)
-            source = next((ran_in[k] for k in kept if differing_keys(before[k], kept[k])), first)
+            source = next(
+                (ran_in[k] for k in kept if differing_keys(_entry_tree(*k, before[k]),
+                                                           _entry_tree(*k, kept[k]))),
+                first,
+            )  # fmt: skip
         if changed:
             raise ConfigError(
                 f"merge: the rerun {rerun} was run with other settings than {source} beyond "
@@ -445,7 +450,7 @@ def _replace_reruns(
             if entry_key in kept:
                 continue
             other, first_value = chosen.setdefault(entry_key, (rerun, value))
-            if differing_keys(first_value, value):
+            if differing_keys(_entry_tree(*entry_key, first_value), _entry_tree(*entry_key, value)):
                 key, entry = entry_key
                 raise ConfigError(
                     f"merge: {key}.{entry} is {first_value!r} in the rerun {other} and "

@@ -44,3 +44,6 @@ def test_a_missing_block_equals_a_block_of_nulls():
     assert differing_keys({"strategy_overrides": {}}, changed) == [
         "strategy_overrides.candidate-sets"
     ]
+    # Elsewhere a block of nulls is a setting: it would override train's value at run time.
+    loop = {"strategy_train": {"mib": {"epochs": None}}}
+    assert differing_keys({"strategy_train": {}}, loop) == ["strategy_train.mib"]
