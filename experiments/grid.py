@@ -52,10 +52,12 @@ class StrategyRun:
 
 
 def strategy_runs(
-    entries: list[Any], overrides: Mapping[str, Mapping[str, Any]], replay_defaults: bool = True
+    entries: list[Any],
+    overrides: Mapping[str, Mapping[str, Any]],
+    with_replay_defaults: bool = True,
 ) -> list[StrategyRun]:
     """The experiment's strategies with their overrides (per base name: ``candidate-sets``'s
-    apply to ``candidate-sets+replay`` too); ``replay_defaults=False`` as
+    apply to ``candidate-sets+replay`` too); ``with_replay_defaults=False`` as
     :func:`~incremental.strategies.create_strategy` takes it.
 
     An entry is a name (``candidate-sets+replay``) or a named variant, a mapping ``{name:
@@ -87,12 +89,12 @@ def strategy_runs(
                 raise ValueError(f"variant {name!r}: use strategy: <name>+replay for replay")
             base, replay = parse_strategy_name(label)
             settings = {**dict(overrides.get(base) or {}), **dict(entry.get("settings") or {})}
-            strategy = replace(create_strategy(label, settings, replay_defaults), name=name)
+            strategy = replace(create_strategy(label, settings, with_replay_defaults), name=name)
             label = name + ("+replay" if strategy.replay else "")
             runs.append(StrategyRun(label, strategy, base))
             continue
         base, _ = parse_strategy_name(str(entry))
-        strategy = create_strategy(str(entry), overrides.get(base), replay_defaults)
+        strategy = create_strategy(str(entry), overrides.get(base), with_replay_defaults)
         runs.append(StrategyRun(str(entry), strategy, base))
     labels = [r.label for r in runs]
     repeated = sorted({label for label in labels if labels.count(label) > 1})

@@ -41,13 +41,12 @@ from omegaconf import OmegaConf
 
 from experiments.config import ConfigError, _load_yaml
 from experiments.config_diff import comparable_settings, describe_differences, differing_keys
-from experiments.grid import strategy_runs
 from experiments.outputs import (
     STRATEGIES,
     live_lock,
     prepare_output,
     read_strategies,
-    strategies_record,
+    record_before_replay_defaults,
     strategy_differences,
     write_results,
 )
@@ -184,8 +183,8 @@ def merge_results(
         ran = set(results["strategy"])
         for (key, entry), value in _strategy_entries(settings, ran, _named(definitions)).items():
             first_folder, first_value = entries.setdefault((key, entry), (folder, value))
-            a, b = _entry_tree(key, entry, first_value), _entry_tree(key, entry, value)
-            if differing_keys(a, b):
+            if _entry_differs((key, entry), first_value, value):
+                a, b = _entry_tree(key, entry, first_value), _entry_tree(key, entry, value)
                 raise ConfigError(
                     f"merge: {folder} ran {_strategies_of(key, entry)} with other settings than "
                     f"{first_folder}: "
@@ -260,13 +259,13 @@ def trained_record(
     record = ran_record(folder, results)
     if record is not None:
         return record
-    # A +replay key of strategy_overrides changed nothing then; today it is refused.
-    overrides = {k: v for k, v in (config.get("strategy_overrides") or {}).items() if "+" not in k}
     try:
-        runs = strategy_runs(list(config.get("strategies") or []), overrides, replay_defaults=False)
+        record = record_before_replay_defaults(
+            config.get("strategies") or [], config.get("strategy_overrides") or {}
+        )
     except ValueError:
         return {}
-    return record_of_runs(strategies_record(runs), results)
+    return record_of_runs(record, results)
 
 
 def _check_trained_alike(
@@ -325,9 +324,14 @@ def _strategy_entries(
 
 
 def _entry_tree(key: str, entry: str, value: Any) -> dict[str, Any]:
-    """One per-strategy setting as a config tree (absent where None), to compare (under its
-    key, as ``differing_keys`` reads it) and for an error."""
+    """One per-strategy setting as a config tree (absent where None), for an error."""
     return {key: {} if value is None else {entry: value}}
+
+
+def _entry_differs(entry_key: tuple[str, str], a: Any, b: Any) -> bool:
+    """Whether two values of one per-strategy setting differ, compared under their key as
+    ``differing_keys`` reads a config (under ``strategy_overrides`` a block of nulls is none)."""
+    return bool(differing_keys(_entry_tree(*entry_key, a), _entry_tree(*entry_key, b)))
 
 
 def _strategies_of(key: str, entry: str) -> str:
@@ -433,11 +437,7 @@ def _replace_reruns(
         if not changed:  # then an override the folders' runs of that base were run with
             a, b = _with_entries({}, before), _with_entries({}, kept)
             changed = differing_keys(a, b)
-            source = next(
-                (ran_in[k] for k in kept if differing_keys(_entry_tree(*k, before[k]),
-                                                           _entry_tree(*k, kept[k]))),
-                first,
-            )  # fmt: skip
+            source = next((ran_in[k] for k in kept if _entry_differs(k, before[k], kept[k])), first)
         if changed:
             raise ConfigError(
                 f"merge: the rerun {rerun} was run with other settings than {source} beyond "
@@ -450,7 +450,7 @@ def _replace_reruns(
             if entry_key in kept:
                 continue
             other, first_value = chosen.setdefault(entry_key, (rerun, value))
-            if differing_keys(_entry_tree(*entry_key, first_value), _entry_tree(*entry_key, value)):
+            if _entry_differs(entry_key, first_value, value):
                 key, entry = entry_key
                 raise ConfigError(
                     f"merge: {key}.{entry} is {first_value!r} in the rerun {other} and "

@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from experiments.config_diff import (
     differing_keys,
     value_at,
 )
-from experiments.grid import StrategyRun
+from experiments.grid import StrategyRun, strategy_runs
 from experiments.report import results_frame
 from incremental.devices import describe_environment
 from incremental.io import write_atomic, write_text
@@ -205,6 +205,20 @@ def strategies_record(runs: Sequence[StrategyRun]) -> dict[str, dict[str, Any]]:
     return {run.label: plain_data(run.strategy.describe()) for run in runs}
 
 
+def record_before_replay_defaults(
+    entries: Sequence[Any], overrides: Mapping[str, Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """:func:`strategies_record` of an experiment's strategies as the code built them before
+    replay had defaults of its own (2026-12-07): what a folder without ``STRATEGIES`` trained.
+    A ``+replay`` key of ``strategy_overrides`` changed nothing then (it is refused today).
+
+    Raises:
+        ValueError: a strategy today's code cannot build, naming it.
+    """
+    overrides = {k: v for k, v in overrides.items() if "+" not in k}
+    return strategies_record(strategy_runs(list(entries), overrides, with_replay_defaults=False))
+
+
 def read_strategies(folder: Path) -> dict[str, dict[str, Any]] | None:
     """``folder/strategies.yaml`` (None for an experiment from before it was written).
 
@@ -258,14 +272,14 @@ def write_strategies(
     out: Path,
     runs: Sequence[StrategyRun],
     resume: bool,
-    runs_before_record: Sequence[StrategyRun] = (),
+    before_record: dict[str, dict[str, Any]] | None = None,
 ) -> None:
     """``strategies.yaml``; a resume first checks that every strategy the folder recorded
     trains as it did (a code default changed between the start and the resume would put rows
     of two different strategies under one name). A resumed folder from before the record
     gets none: today's code cannot vouch for its finished rows. It is checked against
-    ``runs_before_record``, the same grid built as the code then built it (without replay
-    defaults): a strategy those defaults change is refused.
+    ``before_record`` (:func:`record_before_replay_defaults` of its grid): a strategy replay's
+    defaults change is refused.
 
     Raises:
         ConfigError: on resume, a recorded strategy that trains differently today, or in a
@@ -274,8 +288,7 @@ def write_strategies(
     today = strategies_record(runs)
     saved = read_strategies(out) if resume else None
     if resume and saved is None and finished_rows(out):
-        then = strategies_record(runs_before_record)
-        changed = strategy_differences(then, today, "the code before 2026-12-07")
+        changed = strategy_differences(before_record or {}, today, "the code before 2026-12-07")
         if changed:
             raise ConfigError(
                 f"resume: {out} has no {STRATEGIES}, so it started before 2026-12-07, when "

@@ -30,6 +30,7 @@ from experiments.outputs import (
     OutputLock,
     finished_rows,
     prepare_output,
+    record_before_replay_defaults,
     write_environment,
     write_results,
     write_strategies,
@@ -256,11 +257,10 @@ def _checked_run(config: DictConfig) -> Any:
     check_devices(config)
     try:
         import_modules(config)
-        runs = strategy_runs(plain(config.strategies), plain(config.strategy_overrides))
-        # As the code built them before replay had defaults: what an unrecorded folder ran.
-        runs_before_record = strategy_runs(
-            plain(config.strategies), plain(config.strategy_overrides), replay_defaults=False
-        )
+        entries, overrides = plain(config.strategies), plain(config.strategy_overrides)
+        runs = strategy_runs(entries, overrides)
+        # What a folder from before strategies.yaml ran: a resume of one is checked against it.
+        before_record = record_before_replay_defaults(entries, overrides) if config.resume else None
     except ValueError as error:
         raise ConfigError(f"strategies: {error}") from None
     check_train_settings(config, runs)
@@ -284,7 +284,7 @@ def _checked_run(config: DictConfig) -> Any:
                     if config.resume else [])  # fmt: skip
     with OutputLock(out):
         previous = prepare_output(config, out)
-        write_strategies(out, runs, bool(config.resume), runs_before_record)
+        write_strategies(out, runs, bool(config.resume), before_record)
         write_text(out / "config.yaml", OmegaConf.to_yaml(config, resolve=True), "the config")
         write_environment(out / ENVIRONMENT, run_threads(config, jobs))
         return _run(config, out, steps, configs, runs, jobs, writes, previous)

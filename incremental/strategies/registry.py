@@ -95,10 +95,10 @@ def replay_defaults(name: str) -> dict[str, Any]:
 
 
 def create_strategy(
-    name: str, overrides: Mapping[str, Any] | None = None, replay_defaults: bool = True
+    name: str, overrides: Mapping[str, Any] | None = None, with_replay_defaults: bool = True
 ) -> Strategy:
     """The strategy ``name`` (optionally ``+replay``) with the user's ``overrides``;
-    ``replay_defaults=False`` builds it as before strategies had replay defaults (how an
+    ``with_replay_defaults=False`` builds it as before strategies had replay defaults (how an
     experiment from before 2026-12-07 trained it).
 
     Raises:
@@ -113,7 +113,7 @@ def create_strategy(
         raise ValueError(f"strategy {name!r}: unknown setting(s) {unknown}; known: {sorted(known)}")
     # An explicit replay setting (false, or null: off) beats the +replay suffix, as below.
     replays = bool(overrides["replay"]) if "replay" in overrides else replay
-    if replays and replay_defaults and _REPLAY_DEFAULTS[base]:
+    if replays and with_replay_defaults and _REPLAY_DEFAULTS[base]:
         overrides = {**_REPLAY_DEFAULTS[base], **overrides}
     factory = _FACTORIES[base]
     own = set(inspect.signature(factory).parameters)

@@ -26,7 +26,12 @@ from experiments.merge import (
     run_settings,
     settings_of_runs,
 )
-from experiments.outputs import STRATEGIES, strategies_record, strategy_differences
+from experiments.outputs import (
+    STRATEGIES,
+    record_before_replay_defaults,
+    strategies_record,
+    strategy_differences,
+)
 
 RESULTS = Path(__file__).parents[2] / "results"
 FOLDERS = sorted(p.parent for p in RESULTS.glob("*/*/config.yaml"))
@@ -182,7 +187,7 @@ def test_experiments_from_before_the_record_train_as_then(where, saved, results)
     config = todays_config(saved)
     entries, overrides = config["strategies"], config.get("strategy_overrides") or {}
     today = strategies_record(strategy_runs(entries, overrides))
-    then = strategies_record(strategy_runs(entries, overrides, replay_defaults=False))
+    then = record_before_replay_defaults(entries, overrides)
     if results is not None:  # the strategies the folder ran (a merged grid ran all of its)
         today = record_of_runs(today, results)
     changed = strategy_differences(then, today, where)

@@ -245,7 +245,7 @@ def test_a_folder_from_before_the_record_resumes_only_as_it_started(tmp_path):
     replay those defaults change is refused (its finished runs had none); with the former
     settings pinned it resumes, still without a record."""
     from experiments.config import ConfigError
-    from experiments.outputs import write_strategies
+    from experiments.outputs import record_before_replay_defaults, write_strategies
 
     out = tmp_path / "old"
     out.mkdir()
@@ -254,7 +254,7 @@ def test_a_folder_from_before_the_record_resumes_only_as_it_started(tmp_path):
     former = {"candidate-sets": {"contrast": None, "self_training": None}}
     for overrides, refused in (({}, True), (former, False)):
         today = strategy_runs(["candidate-sets+replay"], overrides)
-        then = strategy_runs(["candidate-sets+replay"], overrides, replay_defaults=False)
+        then = record_before_replay_defaults(["candidate-sets+replay"], overrides)
         if refused:
             with pytest.raises(ConfigError, match=r"started before 2026-12-07.*candidate-sets"
                                r"\+replay: terms .*contrast: null"):  # fmt: skip
