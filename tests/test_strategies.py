@@ -148,6 +148,25 @@ def test_replay_defaults_must_be_settings():
     assert "typo-strategy" not in list_strategies()
 
 
+def test_registering_the_same_factory_again_keeps_its_replay_defaults():
+    """A reloaded module registers the same factory again: allowed, unless its replay defaults
+    change, which would silently change what `+replay` trains."""
+    from incremental.strategies import registry
+
+    def factory(weight: float = 0.1) -> Strategy:
+        return create_strategy("mib")
+
+    register_strategy("test-twice", replay_defaults={"weight": 0.2})(factory)
+    try:
+        register_strategy("test-twice", replay_defaults={"weight": 0.2})(factory)
+        with pytest.raises(ValueError, match=r"'test-twice' is registered again with other"):
+            register_strategy("test-twice", replay_defaults={"weight": 0.3})(factory)
+        assert replay_defaults("test-twice") == {"weight": 0.2}
+    finally:
+        registry._FACTORIES.pop("test-twice")
+        registry._REPLAY_DEFAULTS.pop("test-twice")
+
+
 def test_settings_are_listed():
     assert strategy_settings("mib") == {
         "kd_weight": 10.0,
@@ -277,6 +296,7 @@ def entropy_min_strategy():
 
     yield entropy_min
     registry._FACTORIES.pop("test-entropy-min")
+    registry._REPLAY_DEFAULTS.pop("test-entropy-min")
 
 
 def test_a_new_strategy_file_needs_no_other_edit(entropy_min_strategy, tmp_path):

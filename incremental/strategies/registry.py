@@ -41,6 +41,13 @@ def register_strategy(
     def decorator(factory: Factory) -> Factory:
         if name in _FACTORIES and _FACTORIES[name] is not factory:
             raise ValueError(f"strategy {name!r} is registered twice")
+        # The same factory again (a module reloaded) is fine; with other replay defaults it
+        # would silently change what `+replay` trains for every later run.
+        if name in _FACTORIES and _REPLAY_DEFAULTS[name] != dict(replay_defaults or {}):
+            raise ValueError(
+                f"strategy {name!r} is registered again with other replay_defaults: "
+                f"{_REPLAY_DEFAULTS[name]} before, {dict(replay_defaults or {})} now"
+            )
         if "+" in name:
             raise ValueError(f"strategy names cannot hold '+': {name!r}")
         own = set(inspect.signature(factory).parameters)
