@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from incremental.data import SCENARIO_KINDS
+from incremental.strategies import replay_requested
 from incremental.workflow import TrainConfig
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -130,10 +131,10 @@ def _variant_replays(entry: DictConfig, overrides: Any) -> bool:
     """Whether a strategy variant replays, as ``strategy_runs`` will build it: by its
     strategy's ``+replay``, unless a ``replay`` setting (its own, else its base's
     ``strategy_overrides``) says otherwise, as ``create_strategy`` applies them (a scenario
-    entry has none of them: False)."""
+    entry has none of them: False). The name is not checked here: ``strategy_runs`` does."""
     base, plus, _ = str(entry.get("strategy", "")).partition("+")
     settings = {**(overrides.get(base) or {}), **(entry.get("settings") or {})}
-    return bool(settings["replay"]) if "replay" in settings else bool(plus)
+    return replay_requested(bool(plus), settings)
 
 
 def _named_entries(overrides: dict[str, Any], user: DictConfig) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from incremental.strategies.registry import (
     parse_strategy_name,
     register_strategy,
     replay_defaults,
+    replay_requested,
     strategy_settings,
 )
 from incremental.strategies.step import StepContext
@@ -55,5 +56,6 @@ __all__ = [
     "parse_strategy_name",
     "register_strategy",
     "replay_defaults",
+    "replay_requested",
     "strategy_settings",
 ]

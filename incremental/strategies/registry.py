@@ -101,6 +101,13 @@ def replay_defaults(name: str) -> dict[str, Any]:
     return dict(_REPLAY_DEFAULTS[base])
 
 
+def replay_requested(suffix: bool, settings: Mapping[str, Any]) -> bool:
+    """Whether a strategy named with (``suffix``) or without ``+replay`` is asked to replay by
+    its ``settings``: an explicit ``replay`` setting (true; false or null: off) beats the
+    suffix. A factory may still turn replay on itself (``joint``)."""
+    return bool(settings["replay"]) if "replay" in settings else suffix
+
+
 def create_strategy(
     name: str, overrides: Mapping[str, Any] | None = None, with_replay_defaults: bool = True
 ) -> Strategy:
@@ -118,9 +125,7 @@ def create_strategy(
     unknown = sorted(set(overrides) - set(known))
     if unknown:
         raise ValueError(f"strategy {name!r}: unknown setting(s) {unknown}; known: {sorted(known)}")
-    # An explicit replay setting (false, or null: off) beats the +replay suffix, as below.
-    replays = bool(overrides["replay"]) if "replay" in overrides else replay
-    if replays and with_replay_defaults and _REPLAY_DEFAULTS[base]:
+    if replay_requested(replay, overrides) and with_replay_defaults and _REPLAY_DEFAULTS[base]:
         overrides = {**_REPLAY_DEFAULTS[base], **overrides}
     factory = _FACTORIES[base]
     own = set(inspect.signature(factory).parameters)
