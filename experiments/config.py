@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from incremental.data import SCENARIO_KINDS
-from incremental.strategies import replay_requested
+from incremental.strategies import create_strategy, list_strategies, replay_requested
 from incremental.workflow import TrainConfig
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -128,13 +128,29 @@ def profile_path(profile: str) -> Path:
 
 
 def _variant_replays(entry: DictConfig, overrides: Any) -> bool:
-    """Whether a strategy variant replays, as ``strategy_runs`` will build it: by its
-    strategy's ``+replay``, unless a ``replay`` setting (its own, else its base's
-    ``strategy_overrides``) says otherwise, as ``create_strategy`` applies them (a scenario
-    entry has none of them: False). The name is not checked here: ``strategy_runs`` does."""
-    base, plus, _ = str(entry.get("strategy", "")).partition("+")
-    settings = {**(overrides.get(base) or {}), **(entry.get("settings") or {})}
+    """Whether a strategy variant replays, as ``strategy_runs`` will build it (a scenario
+    entry: False). A registered strategy is built with the variant's settings (its own over
+    its base's ``strategy_overrides``), so a factory that replays by itself (``joint``) counts.
+    A strategy not registered yet (a module in ``imports``, imported when the run starts) is
+    read by its ``+replay``, unless a ``replay`` setting says otherwise; so are settings that
+    do not build (``strategy_runs`` names the error)."""
+    name = str(entry.get("strategy", ""))
+    base, plus, _ = name.partition("+")
+    settings = {**_plain(overrides.get(base)), **_plain(entry.get("settings"))}
+    if base in list_strategies():
+        try:
+            return create_strategy(name, settings).replay
+        except (ValueError, TypeError):
+            pass
     return replay_requested(bool(plus), settings)
+
+
+def _plain(settings: Any) -> dict[str, Any]:
+    """A settings mapping as a dict (interpolations left as written: the profile that resolves
+    them is not merged yet)."""
+    if isinstance(settings, DictConfig):
+        return OmegaConf.to_container(settings, resolve=False)
+    return dict(settings or {})
 
 
 def _named_entries(overrides: dict[str, Any], user: DictConfig) -> dict[str, Any]:

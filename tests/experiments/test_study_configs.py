@@ -83,9 +83,10 @@ def test_the_command_line_picks_a_study_s_variants_and_inline_scenarios_by_name(
 
 
 def test_a_variant_replaying_by_its_settings_is_picked_by_its_label(tmp_path):
-    """A variant replays by ``+replay``, by its own ``replay`` setting or by its base's
-    ``strategy_overrides``; ``--strategies <name>+replay`` picks it in each case, as the label
-    results.csv gives it (``strategy_runs``)."""
+    """A variant replays by ``+replay``, by its own ``replay`` setting, by its base's
+    ``strategy_overrides`` or by its factory (``joint`` always replays); ``--strategies
+    <name>+replay`` picks it in each case, as the label results.csv gives it
+    (``strategy_runs``)."""
     path = tmp_path / "study.yaml"
     path.write_text(
         yaml.safe_dump({
@@ -94,13 +95,14 @@ def test_a_variant_replaying_by_its_settings_is_picked_by_its_label(tmp_path):
                 {"name": "cs-base", "strategy": "mib"},
                 {"name": "cs-off", "strategy": "candidate-sets+replay",
                  "settings": {"replay": False}},
+                {"name": "joint-x", "strategy": "joint"},
             ],
             "strategy_overrides": {"mib": {"replay": True}},
         })
     )  # fmt: skip
     config = load_config(path)
     labels = [r.label for r in strategy_runs(plain(config.strategies), config.strategy_overrides)]
-    assert labels == ["cs-own+replay", "cs-base+replay", "cs-off"]
+    assert labels == ["cs-own+replay", "cs-base+replay", "cs-off", "joint-x+replay"]
     for label, entry in zip(labels, plain(config.strategies), strict=True):
         assert plain(load_config(path, {"strategies": [label]}).strategies) == [entry]
 
