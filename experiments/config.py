@@ -132,17 +132,17 @@ def _variant_replays(entry: DictConfig, overrides: Any) -> bool:
     entry: False). A registered strategy is built with the variant's settings (its own over
     its base's ``strategy_overrides``), so a factory that replays by itself (``joint``) counts.
     A strategy not registered yet (a module in ``imports``, imported when the run starts) is
-    read by its ``+replay``, unless a ``replay`` setting says otherwise; so are settings that
-    do not build (``strategy_runs`` names the error)."""
+    read by its ``+replay``, unless a ``replay`` setting says otherwise. Settings that do not
+    build leave the suffix (``strategy_runs`` names the error)."""
     name = str(entry.get("strategy", ""))
     base, plus, _ = name.partition("+")
     settings = {**_plain(overrides.get(base)), **_plain(entry.get("settings"))}
-    if base in list_strategies():
-        try:
+    try:
+        if base in list_strategies():
             return create_strategy(name, settings).replay
-        except (ValueError, TypeError):
-            pass
-    return replay_requested(bool(plus), settings)
+        return replay_requested(bool(plus), settings)
+    except (ValueError, TypeError):
+        return bool(plus)
 
 
 def _plain(settings: Any) -> dict[str, Any]:

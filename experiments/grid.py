@@ -100,4 +100,15 @@ def strategy_runs(
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
         raise ValueError(f"strategies named more than once: {repeated}")
+    # Two labels can still be one run (results.csv's name and replay), e.g. `joint` and
+    # `joint+replay`, or `cs` with `replay: true` beside `cs+replay`: it would train twice.
+    by_run: dict[tuple[str, bool], list[str]] = {}
+    for run in runs:
+        by_run.setdefault((run.strategy.name, bool(run.strategy.replay)), []).append(run.label)
+    same = [names for names in by_run.values() if len(names) > 1]
+    if same:
+        raise ValueError(
+            f"strategies {same[0]} are one run (the same name and replay in results.csv): name "
+            "it once"
+        )
     return runs

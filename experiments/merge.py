@@ -172,7 +172,8 @@ def merge_results(
     frames, notes = [], []
     seen: dict[tuple, tuple[Path, pd.Series]] = {}
     teachers: dict[tuple, tuple[Path, tuple]] = {}  # (scenario, seed) -> the old model's scores
-    trained: dict[str, tuple[Path, dict]] = {}  # label -> (first folder recording it, record)
+    # (name, replay) -> (the first folder recording it, its label there, its record)
+    trained: dict[tuple[str, bool], tuple[Path, str, dict]] = {}
     for folder in folders:
         config, results = load_experiment(folder)
         settings = shared_settings(config)
@@ -269,17 +270,24 @@ def trained_record(
 
 
 def _check_trained_alike(
-    trained: dict[str, tuple[Path, dict]], record: dict[str, dict] | None, folder: Path
+    trained: dict[tuple[str, bool], tuple[Path, str, dict]],
+    record: dict[str, dict] | None,
+    folder: Path,
 ) -> None:
-    """Runs of one strategy label merge only if every folder trained it alike
+    """Runs of one strategy merge only if every folder trained it alike
     (:func:`trained_record`): equal config settings with a code default changed in between
-    would otherwise put two strategies under one name. ``trained`` is filled here."""
+    would otherwise put two strategies under one name. A strategy is the run results.csv
+    names (its recorded name and replay), whatever label each config gave it
+    (``candidate-sets+replay``, or ``candidate-sets`` with ``replay: true``). ``trained`` is
+    filled here."""
     for label, settings in record.items():
-        first_folder, first = trained.setdefault(label, (folder, settings))
+        key = (str(settings.get("name")), bool(settings.get("replay")))
+        first_folder, first_label, first = trained.setdefault(key, (folder, label, settings))
         changed = strategy_differences({label: first}, {label: settings}, first_folder, folder)
         if changed:
+            named = label if first_label == label else f"{first_label} ({label} in {folder})"
             raise ConfigError(
-                f"merge: {label} trained differently in {first_folder} and {folder} (their "
+                f"merge: {named} trained differently in {first_folder} and {folder} (their "
                 f"{STRATEGIES}; a folder without one ran before 2026-12-07, when replay had no "
                 f"defaults of its own): {changed[0]}; runs of one strategy merge only when "
                 "trained alike"
@@ -401,11 +409,15 @@ def _replace_reruns(
     values = {k: value for k, (_, value) in entries.items()}
     ran_in = {k: folder for k, (folder, _) in entries.items()}  # the first folder that ran it
     loaded = []
+    trained: dict[tuple[str, bool], tuple[Path, str, dict]] = {}  # across the reruns alone
     for rerun in reruns:
         config, results = load_experiment(rerun)
         if results.empty:
             raise ConfigError(f"merge: the rerun {rerun} has no finished run (results.csv empty)")
         _check_definitions(definitions, config, rerun)
+        # Reruns of one strategy (one per seed) together replace its runs: they must have
+        # trained it alike, as merged folders must.
+        _check_trained_alike(trained, trained_record(rerun, config, results), rerun)
         loaded.append((rerun, shared_settings(config), results))
     held = list(dict.fromkeys(merged["strategy"]))
     rerun_strategies = {s for _, _, results in loaded for s in results["strategy"]}

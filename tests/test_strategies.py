@@ -129,7 +129,9 @@ def test_replay_has_defaults_of_its_own():
     plain = create_strategy("candidate-sets")
     assert create_strategy("candidate-sets+replay", {"replay": False}) == plain
     off = create_strategy("candidate-sets+replay", {"replay": None})  # null: off, as false
-    assert not off.replay and (off.transforms, off.terms) == (plain.transforms, plain.terms)
+    assert off == plain and off.replay is False  # a boolean: results.csv and resume read it
+    with pytest.raises(ValueError, match=r"setting replay: expected true, false or null, got 1"):
+        create_strategy("candidate-sets", {"replay": 1})
     former = create_strategy("candidate-sets+replay", {"contrast": None, "self_training": None})
     assert (former.transforms, former.terms) == (plain.transforms, plain.terms)
     assert create_strategy("candidate-sets+replay", {"contrast": 1.0}).terms[2] == FamilyContrast(1)
@@ -165,6 +167,56 @@ def test_registering_the_same_factory_again_keeps_its_replay_defaults():
     finally:
         registry._FACTORIES.pop("test-twice")
         registry._REPLAY_DEFAULTS.pop("test-twice")
+
+
+def test_a_reloaded_module_registers_its_strategy_again(tmp_path, monkeypatch):
+    """``importlib.reload`` defines the factory again (a new function object): allowed with
+    the same replay defaults, refused with others (they would change what `+replay` trains)."""
+    import importlib
+
+    from incremental.strategies import registry
+
+    source = (
+        "from incremental.strategies import create_strategy, register_strategy\n"
+        "@register_strategy('test-reloaded', replay_defaults={{'kd_weight': {}}})\n"
+        "def reloaded(kd_weight: float = 10.0):\n"
+        "    return create_strategy('mib', {{'kd_weight': kd_weight}})\n"
+    )
+    module_file = tmp_path / "reloaded_strategy.py"
+    module_file.write_text(source.format(2.0))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        module = importlib.import_module("reloaded_strategy")
+        importlib.reload(module)
+        assert create_strategy("test-reloaded+replay").terms[1].weight == 2.0
+        module_file.write_text(source.format(3.0))
+        with pytest.raises(ValueError, match=r"'test-reloaded' is registered again with other"):
+            importlib.reload(module)
+    finally:
+        registry._FACTORIES.pop("test-reloaded", None)
+        registry._REPLAY_DEFAULTS.pop("test-reloaded", None)
+        monkeypatch.delitem(__import__("sys").modules, "reloaded_strategy", raising=False)
+
+
+def test_replay_defaults_hold_when_the_factory_replays_by_itself():
+    """A factory that replays by itself takes its replay defaults with or without `+replay`:
+    both are the run (name, replay=True), so both must train alike; `replay: false` drops
+    both."""
+    from incremental.strategies import registry
+
+    def oracle(kd_weight: float = 0.0) -> Strategy:
+        return create_strategy("joint", {"kd_weight": kd_weight})
+
+    register_strategy("test-self-replaying", replay_defaults={"kd_weight": 1.0})(oracle)
+    try:
+        plain = create_strategy("test-self-replaying")
+        assert plain == create_strategy("test-self-replaying+replay") and plain.replay
+        assert [type(term) for term in plain.terms] == [PartialCE, SetKD]
+        off = create_strategy("test-self-replaying", {"replay": False})
+        assert not off.replay and [type(term) for term in off.terms] == [PartialCE]
+    finally:
+        registry._FACTORIES.pop("test-self-replaying")
+        registry._REPLAY_DEFAULTS.pop("test-self-replaying")
 
 
 def test_settings_are_listed():

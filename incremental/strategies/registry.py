@@ -35,11 +35,11 @@ def register_strategy(
 ) -> Callable[[Factory], Factory]:
     """Register ``factory`` under ``name`` (a decorator). ``replay_defaults``: defaults of the
     factory's own settings that replace its signature's when the strategy replays (by the
-    ``+replay`` suffix or the ``replay`` setting); the user's settings still win. A factory that
-    turns replay on itself (``joint``) is not asked: its own defaults are its replay's."""
+    ``+replay`` suffix, the ``replay`` setting, or the factory itself, as ``joint`` does); the
+    user's settings still win."""
 
     def decorator(factory: Factory) -> Factory:
-        if name in _FACTORIES and _FACTORIES[name] is not factory:
+        if name in _FACTORIES and not _same_function(_FACTORIES[name], factory):
             raise ValueError(f"strategy {name!r} is registered twice")
         # The same factory again (a module reloaded) is fine; with other replay defaults it
         # would silently change what `+replay` trains for every later run.
@@ -61,6 +61,12 @@ def register_strategy(
         return factory
 
     return decorator
+
+
+def _same_function(a: Factory, b: Factory) -> bool:
+    """Whether ``b`` is ``a`` or ``a`` defined again by a reloaded module (a new function
+    object with the same module and qualified name)."""
+    return a is b or (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)
 
 
 def list_strategies() -> list[str]:
@@ -104,8 +110,18 @@ def replay_defaults(name: str) -> dict[str, Any]:
 def replay_requested(suffix: bool, settings: Mapping[str, Any]) -> bool:
     """Whether a strategy named with (``suffix``) or without ``+replay`` is asked to replay by
     its ``settings``: an explicit ``replay`` setting (true; false or null: off) beats the
-    suffix. A factory may still turn replay on itself (``joint``)."""
-    return bool(settings["replay"]) if "replay" in settings else suffix
+    suffix. A factory may still turn replay on itself (``joint``).
+
+    Raises:
+        ValueError: a ``replay`` setting that is not true, false or null (``1``, ``"yes"``),
+            which results.csv and a resume could not read back as the run's replay.
+    """
+    if "replay" not in settings:
+        return suffix
+    value = settings["replay"]
+    if value is not None and not isinstance(value, bool):
+        raise ValueError(f"setting replay: expected true, false or null, got {value!r}")
+    return bool(value)
 
 
 def create_strategy(
@@ -125,13 +141,19 @@ def create_strategy(
     unknown = sorted(set(overrides) - set(known))
     if unknown:
         raise ValueError(f"strategy {name!r}: unknown setting(s) {unknown}; known: {sorted(known)}")
-    if replay_requested(replay, overrides) and with_replay_defaults and _REPLAY_DEFAULTS[base]:
-        overrides = {**_REPLAY_DEFAULTS[base], **overrides}
+    requested = replay_requested(replay, overrides)
     factory = _FACTORIES[base]
     own = set(inspect.signature(factory).parameters)
     strategy = factory(**{k: v for k, v in overrides.items() if k in own})
-    strategy = replace(strategy, name=base, replay=strategy.replay or replay)
-    common = {k: v for k, v in overrides.items() if k not in own}
+    # Replay's defaults hold whenever it replays, the factory's own replay (``joint``) included,
+    # so one run key (name, replay) is one training however replay was asked for. An explicit
+    # ``replay: false`` (or null) turns off even a factory's replay.
+    replays = requested if "replay" in overrides else strategy.replay or requested
+    if replays and with_replay_defaults and _REPLAY_DEFAULTS[base]:
+        overrides = {**_REPLAY_DEFAULTS[base], **overrides}
+        strategy = factory(**{k: v for k, v in overrides.items() if k in own})
+    strategy = replace(strategy, name=base, replay=replays)
+    common = {k: v for k, v in overrides.items() if k not in own and k != "replay"}
     ce_options = {k: common.pop(k) for k in ("class_weights", "focal_gamma") if k in common}
     if ce_options:
         strategy = strategy.with_cross_entropy(**ce_options)

@@ -548,6 +548,57 @@ def test_replay_from_before_its_defaults_does_not_merge_with_replay_after_them(t
     assert len(merge_results([old, pinned])[1]) == 2
 
 
+def replay_folder(folder, seed, entry="candidate-sets+replay", overrides=None, record=False,
+                  **changes):  # fmt: skip
+    """An experiment folder of one replayed candidate-sets run (results.csv's name and replay),
+    named ``entry`` in its config, with its strategies record when ``record``."""
+    overrides = overrides or {}
+    folder = experiment(folder, [seed], [[0.5]], strategies=[entry],
+                        strategy_overrides=overrides, **changes)  # fmt: skip
+    results = pd.read_csv(folder / "results.csv")
+    results["strategy"], results["replay"] = "candidate-sets", True
+    results.to_csv(folder / "results.csv", index=False)
+    if record:
+        runs = strategy_runs([entry], overrides)
+        (folder / STRATEGIES).write_text(yaml.safe_dump(strategies_record(runs)))
+    return folder
+
+
+def test_one_run_under_two_labels_is_checked_as_one(tmp_path):
+    """``candidate-sets`` with ``replay: true`` and ``candidate-sets+replay`` are the same runs
+    in results.csv: their records are compared, so replay from before its defaults does not
+    merge with replay after them under another label either."""
+    on = {"candidate-sets": {"replay": True}}
+    old = replay_folder(tmp_path / "old", 0, overrides=on)  # before the record: no defaults
+    new = replay_folder(tmp_path / "new", 1, "candidate-sets", on, record=True)
+    with pytest.raises(ConfigError, match=r"candidate-sets\+replay \(candidate-sets in .*new\) "
+                       r"trained differently in .*old and .*new"):  # fmt: skip
+        merge_results([old, new])
+    same = replay_folder(tmp_path / "same", 2, overrides=on, record=True)
+    assert len(merge_results([new, same])[1]) == 2
+
+
+def test_reruns_of_one_strategy_must_have_trained_it_alike(tmp_path):
+    """Reruns of a strategy (one per seed) together replace its runs: one from before replay's
+    defaults and one after them are refused, as the same folders merged as experiments are."""
+    base = replay_folder(tmp_path / "base", 0, record=True)
+    shutil.copytree(base, tmp_path / "base1")
+    base1 = tmp_path / "base1"
+    results = pd.read_csv(base1 / "results.csv").assign(seed=1, old_model_seed=1)
+    results.to_csv(base1 / "results.csv", index=False)
+    config = yaml.safe_load((base1 / "config.yaml").read_text())
+    (base1 / "config.yaml").write_text(yaml.safe_dump({**config, "seeds": [1]}))
+    longer = {"joint": SETTINGS["strategy_train"]["joint"],
+              "candidate-sets": {"epochs": 40, "progress_bar": False}}  # fmt: skip
+    before = replay_folder(tmp_path / "r0", 0, strategy_train=longer)
+    after = replay_folder(tmp_path / "r1", 1, strategy_train=longer, record=True)
+    with pytest.raises(ConfigError, match=r"candidate-sets\+replay trained differently in "
+                       r".*r0 and .*r1"):  # fmt: skip
+        merge_results([base, base1], [before, after])
+    again = replay_folder(tmp_path / "r0-again", 0, strategy_train=longer, record=True)
+    assert len(merge_results([base, base1], [again, after])[1]) == 2
+
+
 def test_a_record_is_matched_to_runs_by_name_and_replay():
     """``joint`` replays under its plain name, and a base's overrides may turn replay on: the
     record's entries are matched to results.csv's runs by what they recorded, not by label."""

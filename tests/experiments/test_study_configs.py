@@ -107,6 +107,20 @@ def test_a_variant_replaying_by_its_settings_is_picked_by_its_label(tmp_path):
         assert plain(load_config(path, {"strategies": [label]}).strategies) == [entry]
 
 
+def test_two_names_of_one_run_are_refused():
+    """Two labels that build the same run (results.csv's name and replay) would train it twice
+    and write two rows: refused, naming both; one label twice likewise."""
+    with pytest.raises(ValueError, match=r"strategies \['joint', 'joint\+replay'\] are one run"):
+        strategy_runs(["joint", "joint+replay"], {})
+    with pytest.raises(ValueError, match=r"\['candidate-sets', 'candidate-sets\+replay'\] are one"):
+        strategy_runs(
+            ["candidate-sets", "candidate-sets+replay"], {"candidate-sets": {"replay": True}}
+        )
+    with pytest.raises(ValueError, match=r"strategies named more than once: \['mib'\]"):
+        strategy_runs(["mib", "mib"], {})
+    assert len(strategy_runs(["candidate-sets", "candidate-sets+replay"], {})) == 2
+
+
 def test_overrides_for_replay_runs_only_are_refused_not_ignored():
     """``strategy_overrides`` are looked up by base name: a ``+replay`` key would change
     nothing, silently."""
