@@ -160,6 +160,19 @@ def _named_entries(overrides: dict[str, Any], user: DictConfig) -> dict[str, Any
     variant is also picked by its label, the name with ``+replay`` when its strategy replays
     (results.csv's and the summary's name for it)."""
     picked = dict(overrides)
+    # The base's overrides as the run will see them: the file's, then the command line's
+    # (``--set strategy_overrides.candidate-sets.replay=true``, dotted or not).
+    given = OmegaConf.create()
+    for key, value in overrides.items():
+        if key.split(".")[0] == "strategy_overrides":
+            OmegaConf.update(given, key, value, force_add=True)
+    file_overrides = user.get("strategy_overrides") if isinstance(user, DictConfig) else None
+    try:
+        strategy_overrides = OmegaConf.merge(
+            file_overrides or {}, given.get("strategy_overrides") or {}
+        )
+    except OmegaConfBaseException:  # not a mapping: reported where the config is merged
+        strategy_overrides = file_overrides or {}
     for key in ("strategies", "scenarios"):
         chosen, own = overrides.get(key), user.get(key) if isinstance(user, DictConfig) else None
         if not isinstance(chosen, list) or not own:
@@ -167,7 +180,7 @@ def _named_entries(overrides: dict[str, Any], user: DictConfig) -> dict[str, Any
         labels = {}  # label -> entry; a variant's name picks its label without replay first
         for entry in own:
             if isinstance(entry, DictConfig) and "name" in entry:
-                replays = _variant_replays(entry, user.get("strategy_overrides") or {})
+                replays = _variant_replays(entry, strategy_overrides)
                 labels[f"{entry.name}+replay" if replays else str(entry.name)] = entry
         entries = {**{k.removesuffix("+replay"): e for k, e in labels.items()}, **labels}
         picked[key] = [

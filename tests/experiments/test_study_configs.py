@@ -105,6 +105,16 @@ def test_a_variant_replaying_by_its_settings_is_picked_by_its_label(tmp_path):
     assert labels == ["cs-own+replay", "cs-base+replay", "cs-off", "joint-x+replay"]
     for label, entry in zip(labels, plain(config.strategies), strict=True):
         assert plain(load_config(path, {"strategies": [label]}).strategies) == [entry]
+    # The command line's overrides count as the file's do, dotted or not.
+    for on in ({"strategy_overrides.mib.replay": False}, {"strategy_overrides": {"mib": {}}}):
+        config = load_config(path, {**on, "strategies": ["cs-base"]})
+        [run] = strategy_runs(plain(config.strategies), config.strategy_overrides)
+        assert run.label == ("cs-base" if on.get("strategy_overrides.mib.replay") is False
+                             else "cs-base+replay")  # fmt: skip
+    # With replay off on the command line, `cs-base+replay` is no label of the variant: it is
+    # left as a name (which `strategy_runs` then refuses as unknown).
+    on = {"strategy_overrides.mib.replay": False, "strategies": ["cs-base+replay"]}
+    assert plain(load_config(path, on).strategies) == ["cs-base+replay"]
 
 
 def test_two_names_of_one_run_are_refused():
