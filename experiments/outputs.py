@@ -35,6 +35,7 @@ from experiments.report import results_frame
 from incremental.devices import describe_environment
 from incremental.io import write_atomic, write_text
 from incremental.models.model_file import plain_data
+from incremental.strategies import replay_defaults
 
 log = logging.getLogger("experiments.run")
 
@@ -268,6 +269,17 @@ def _added_off(a: Any, b: Any) -> bool:
     return (a is ABSENT and b is None) or (b is ABSENT and a is None)
 
 
+def _former_replay_pin(runs: Sequence[StrategyRun]) -> str:
+    """The ``strategy_overrides`` that turn off replay's defaults of the replaying ``runs``
+    (each base's defaults set to null), in YAML's flow style for an error message."""
+    pin = {
+        run.registered: {key: None for key in replay_defaults(run.registered)}
+        for run in runs
+        if run.strategy.replay and replay_defaults(run.registered)
+    }
+    return yaml.safe_dump(pin, default_flow_style=True, sort_keys=False).strip()
+
+
 def write_strategies(
     out: Path,
     runs: Sequence[StrategyRun],
@@ -294,8 +306,8 @@ def write_strategies(
                 f"resume: {out} has no {STRATEGIES}, so it started before 2026-12-07, when "
                 "replay had no defaults of its own; today a strategy of it trains differently: "
                 f"{changed[0]}. To finish it as it started, pin the former settings "
-                "(strategy_overrides: {candidate-sets: {contrast: null, self_training: null}}), "
-                "or start a new experiment with --output"
+                f"(strategy_overrides: {_former_replay_pin(runs)}), or start a new experiment "
+                "with --output"
             )
         log.warning(
             "resume: %s has no %s (an experiment from before it was written): its finished "

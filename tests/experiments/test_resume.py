@@ -257,7 +257,9 @@ def test_a_folder_from_before_the_record_resumes_only_as_it_started(tmp_path):
         then = record_before_replay_defaults(["candidate-sets+replay"], overrides)
         if refused:
             with pytest.raises(ConfigError, match=r"started before 2026-12-07.*candidate-sets"
-                               r"\+replay: terms .*contrast: null"):  # fmt: skip
+                               r"\+replay: terms .*FamilyContrast.*pin the former settings "
+                               r"\(strategy_overrides: \{candidate-sets: \{contrast: null, "
+                               r"self_training: null\}\}\)"):  # fmt: skip
                 write_strategies(out, today, True, then)
         else:
             write_strategies(out, today, True, then)
