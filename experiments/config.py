@@ -137,20 +137,27 @@ def _variant_replays(entry: DictConfig, overrides: Any) -> bool:
     name = str(entry.get("strategy", ""))
     base, plus, _ = name.partition("+")
     settings = {**_plain(overrides.get(base)), **_plain(entry.get("settings"))}
-    try:
-        if base in list_strategies():
+    if base in list_strategies():
+        try:
             return create_strategy(name, settings).replay
+        except (ValueError, TypeError):
+            pass  # settings that do not build: ``strategy_runs`` names the error
+    try:
         return replay_requested(bool(plus), settings)
-    except (ValueError, TypeError):
+    except ValueError:
         return bool(plus)
 
 
 def _plain(settings: Any) -> dict[str, Any]:
-    """A settings mapping as a dict (interpolations left as written: the profile that resolves
-    them is not merged yet)."""
-    if isinstance(settings, DictConfig):
+    """A settings mapping as a dict, its interpolations resolved where they can be (an
+    environment variable, another key of the file), else left as written; anything but a
+    mapping is none (the config's merge reports it)."""
+    if not isinstance(settings, DictConfig):
+        return dict(settings) if isinstance(settings, dict) else {}
+    try:
+        return OmegaConf.to_container(settings, resolve=True)
+    except OmegaConfBaseException:
         return OmegaConf.to_container(settings, resolve=False)
-    return dict(settings or {})
 
 
 def _named_entries(overrides: dict[str, Any], user: DictConfig) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from experiments.report import results_frame
 from incremental.devices import describe_environment
 from incremental.io import write_atomic, write_text
 from incremental.models.model_file import plain_data
-from incremental.strategies import replay_defaults
+from incremental.strategies import replay_defaults, strategy_settings
 
 log = logging.getLogger("experiments.run")
 
@@ -271,9 +271,12 @@ def _added_off(a: Any, b: Any) -> bool:
 
 def _former_replay_pin(runs: Sequence[StrategyRun]) -> str:
     """The ``strategy_overrides`` that turn off replay's defaults of the replaying ``runs``
-    (each base's defaults set to null), in YAML's flow style for an error message."""
+    (each base's defaults set to its factory's own, null for candidate sets), in YAML's flow
+    style for an error message."""
     pin = {
-        run.registered: {key: None for key in replay_defaults(run.registered)}
+        run.registered: {
+            key: strategy_settings(run.registered)[key] for key in replay_defaults(run.registered)
+        }
         for run in runs
         if run.strategy.replay and replay_defaults(run.registered)
     }

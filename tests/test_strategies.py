@@ -132,6 +132,10 @@ def test_replay_has_defaults_of_its_own():
     assert off == plain and off.replay is False  # a boolean: results.csv and resume read it
     with pytest.raises(ValueError, match=r"setting replay: expected true, false or null, got 1"):
         create_strategy("candidate-sets", {"replay": 1})
+    # A setting that needs a replay default (self-training's EMA) is taken with replay.
+    for name, settings in (("candidate-sets+replay", {}), ("candidate-sets", {"replay": True})):
+        ema = create_strategy(name, {**settings, "self_training_ema": 0.99})
+        assert ema.transforms[1] == SelfTrainWithinSets(0.8, ema_decay=0.99)
     former = create_strategy("candidate-sets+replay", {"contrast": None, "self_training": None})
     assert (former.transforms, former.terms) == (plain.transforms, plain.terms)
     assert create_strategy("candidate-sets+replay", {"contrast": 1.0}).terms[2] == FamilyContrast(1)
@@ -196,6 +200,28 @@ def test_a_reloaded_module_registers_its_strategy_again(tmp_path, monkeypatch):
         registry._FACTORIES.pop("test-reloaded", None)
         registry._REPLAY_DEFAULTS.pop("test-reloaded", None)
         monkeypatch.delitem(__import__("sys").modules, "reloaded_strategy", raising=False)
+
+
+def test_another_lambda_or_closure_under_a_taken_name_is_refused():
+    """Lambdas and closures share their qualified names while being other factories: only a
+    module-level function defined again (a reload) counts as the same factory."""
+    from incremental.strategies import registry
+
+    def make(weight):
+        def factory(kd_weight: float = weight) -> Strategy:
+            return create_strategy("mib", {"kd_weight": kd_weight})
+
+        return factory
+
+    for first, second in ((lambda: create_strategy("mib"), lambda: create_strategy("finetune")),
+                          (make(1.0), make(5.0))):  # fmt: skip
+        register_strategy("test-taken")(first)
+        try:
+            with pytest.raises(ValueError, match=r"'test-taken' is registered twice"):
+                register_strategy("test-taken")(second)
+        finally:
+            registry._FACTORIES.pop("test-taken")
+            registry._REPLAY_DEFAULTS.pop("test-taken")
 
 
 def test_replay_defaults_hold_when_the_factory_replays_by_itself():

@@ -64,9 +64,13 @@ def register_strategy(
 
 
 def _same_function(a: Factory, b: Factory) -> bool:
-    """Whether ``b`` is ``a`` or ``a`` defined again by a reloaded module (a new function
-    object with the same module and qualified name)."""
-    return a is b or (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)
+    """Whether ``b`` is ``a`` or ``a`` defined again by a reloaded module: a module-level
+    function with the same module and qualified name. Lambdas and closures (``<lambda>``,
+    ``make.<locals>.factory``) share names while being other factories, so they never match."""
+    if a is b:
+        return True
+    names = [(getattr(f, "__module__", None), getattr(f, "__qualname__", None)) for f in (a, b)]
+    return names[0] == names[1] and names[0][1] is not None and "<" not in names[0][1]
 
 
 def list_strategies() -> list[str]:
@@ -142,15 +146,18 @@ def create_strategy(
     if unknown:
         raise ValueError(f"strategy {name!r}: unknown setting(s) {unknown}; known: {sorted(known)}")
     requested = replay_requested(replay, overrides)
+    defaults = _REPLAY_DEFAULTS[base] if with_replay_defaults else {}
     factory = _FACTORIES[base]
     own = set(inspect.signature(factory).parameters)
+    if requested:  # before the first call: a user's setting may need them (self_training_ema)
+        overrides = {**defaults, **overrides}
     strategy = factory(**{k: v for k, v in overrides.items() if k in own})
     # Replay's defaults hold whenever it replays, the factory's own replay (``joint``) included,
     # so one run key (name, replay) is one training however replay was asked for. An explicit
     # ``replay: false`` (or null) turns off even a factory's replay.
-    replays = requested if "replay" in overrides else strategy.replay or requested
-    if replays and with_replay_defaults and _REPLAY_DEFAULTS[base]:
-        overrides = {**_REPLAY_DEFAULTS[base], **overrides}
+    replays = requested if "replay" in overrides else bool(strategy.replay) or requested
+    if replays and not requested and defaults:
+        overrides = {**defaults, **overrides}
         strategy = factory(**{k: v for k, v in overrides.items() if k in own})
     strategy = replace(strategy, name=base, replay=replays)
     common = {k: v for k, v in overrides.items() if k not in own and k != "replay"}

@@ -264,3 +264,25 @@ def test_a_folder_from_before_the_record_resumes_only_as_it_started(tmp_path):
         else:
             write_strategies(out, today, True, then)
         assert not (out / STRATEGIES).exists()
+
+
+def test_the_former_replay_pin_restores_each_factory_s_own_defaults():
+    """The pin a refused resume suggests sets each replay default back to the factory's own
+    value (null for candidate sets; 10.0 for a factory whose signature says 10.0)."""
+    from experiments.outputs import _former_replay_pin
+    from incremental.strategies import create_strategy, register_strategy, registry
+
+    def pinned(kd_weight: float = 10.0):
+        return create_strategy("mib", {"kd_weight": kd_weight})
+
+    register_strategy("test-pinned", replay_defaults={"kd_weight": 2.0})(pinned)
+    try:
+        runs = strategy_runs(["test-pinned+replay", "candidate-sets+replay", "mib"], {})
+        assert _former_replay_pin(runs) == (
+            "{test-pinned: {kd_weight: 10.0}, "
+            "candidate-sets: {contrast: null, self_training: null}}"
+        )
+        assert _former_replay_pin(strategy_runs(["test-pinned"], {})) == "{}"
+    finally:
+        registry._FACTORIES.pop("test-pinned")
+        registry._REPLAY_DEFAULTS.pop("test-pinned")

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from experiments.config import load_config, scenario_configs
+from experiments.config import ConfigError, load_config, scenario_configs
 from experiments.grid import strategy_runs
 from experiments.run import check_model, check_train_settings
 from experiments.steps import plain
@@ -111,10 +111,30 @@ def test_a_variant_replaying_by_its_settings_is_picked_by_its_label(tmp_path):
         [run] = strategy_runs(plain(config.strategies), config.strategy_overrides)
         assert run.label == ("cs-base" if on.get("strategy_overrides.mib.replay") is False
                              else "cs-base+replay")  # fmt: skip
+    # Malformed command-line overrides are the config's error, naming the key.
+    for bad in ({"strategy_overrides.mib": 5}, {"strategy_overrides": {"mib": "x"}}):
+        with pytest.raises(ConfigError, match=r"strategy_overrides\.mib"):
+            load_config(path, {**bad, "strategies": ["cs-base"]})
     # With replay off on the command line, `cs-base+replay` is no label of the variant: it is
     # left as a name (which `strategy_runs` then refuses as unknown).
     on = {"strategy_overrides.mib.replay": False, "strategies": ["cs-base+replay"]}
     assert plain(load_config(path, on).strategies) == ["cs-base+replay"]
+
+
+def test_a_variant_with_interpolated_settings_is_picked_by_its_label(tmp_path, monkeypatch):
+    """Settings written as interpolations (an environment variable, as the paper configs use)
+    are resolved before the picker builds the variant, so its label is the run's."""
+    monkeypatch.setenv("TEST_DISTILLATION", "set")
+    path = tmp_path / "study.yaml"
+    path.write_text(
+        "strategies:\n"
+        "  - {name: cs-x, strategy: candidate-sets,"
+        " settings: {replay: true, distillation: '${oc.env:TEST_DISTILLATION}'}}\n"
+        "  - {name: joint-x, strategy: joint, settings: {init: '${oc.env:TEST_INIT,scratch}'}}\n"
+    )
+    for label in ("cs-x+replay", "joint-x+replay"):
+        [entry] = plain(load_config(path, {"strategies": [label]}).strategies)
+        assert isinstance(entry, dict) and f"{entry['name']}+replay" == label
 
 
 def test_two_names_of_one_run_are_refused():
