@@ -14,8 +14,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from experiments.grid import strategy_runs
 from incremental.data import SCENARIO_KINDS
-from incremental.strategies import create_strategy, list_strategies, replay_requested
+from incremental.strategies import replay_requested
 from incremental.workflow import TrainConfig
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -127,25 +128,27 @@ def profile_path(profile: str) -> Path:
     return CONFIG_DIR / "profile" / f"{profile}.yaml"
 
 
-def _variant_replays(entry: DictConfig, overrides: Any) -> bool:
-    """Whether a strategy variant replays, as ``strategy_runs`` will build it (a scenario
-    entry: False). A registered strategy is built with the variant's settings (its own over
-    its base's ``strategy_overrides``), so a factory that replays by itself (``joint``) counts.
-    A strategy not registered yet (a module in ``imports``, imported when the run starts) is
-    read by its ``+replay``, unless a ``replay`` setting says otherwise. Settings that do not
-    build leave the suffix (``strategy_runs`` names the error)."""
-    name = str(entry.get("strategy", ""))
-    base, plus, _ = name.partition("+")
-    settings = {**_plain(overrides.get(base)), **_plain(entry.get("settings"))}
-    if base in list_strategies():
-        try:
-            return create_strategy(name, settings).replay
-        except (ValueError, TypeError):
-            pass  # settings that do not build: ``strategy_runs`` names the error
+def _variant_label(entry: DictConfig, overrides: Any) -> str:
+    """The label a named entry's runs get: for a strategy variant, ``strategy_runs``' own label
+    (``<name>+replay`` when the strategy as built replays, by ``+replay``, a ``replay`` setting,
+    its base's ``strategy_overrides`` or its factory, as ``joint`` does); for a scenario, its
+    name. A strategy not registered yet (a module in ``imports``, imported when the run
+    starts), or settings that do not build (``strategy_runs`` names the error later), are read
+    by the ``+replay`` suffix unless a ``replay`` setting says otherwise."""
+    variant = _plain(entry)
+    base, plus, _ = str(variant.get("strategy", "")).partition("+")
+    base_overrides = _plain(overrides.get(base))
     try:
-        return replay_requested(bool(plus), settings)
+        [run] = strategy_runs([variant], {base: base_overrides})
+        return run.label
+    except (ValueError, TypeError):
+        pass
+    settings = {**base_overrides, **_plain(variant.get("settings"))}
+    try:
+        replays = replay_requested(bool(plus), settings)
     except ValueError:
-        return bool(plus)
+        replays = bool(plus)
+    return f"{entry.name}+replay" if replays else str(entry.name)
 
 
 def _plain(settings: Any) -> dict[str, Any]:
@@ -187,8 +190,7 @@ def _named_entries(overrides: dict[str, Any], user: DictConfig) -> dict[str, Any
         labels = {}  # label -> entry; a variant's name picks its label without replay first
         for entry in own:
             if isinstance(entry, DictConfig) and "name" in entry:
-                replays = _variant_replays(entry, strategy_overrides)
-                labels[f"{entry.name}+replay" if replays else str(entry.name)] = entry
+                labels[_variant_label(entry, strategy_overrides)] = entry
         entries = {**{k.removesuffix("+replay"): e for k, e in labels.items()}, **labels}
         picked[key] = [
             OmegaConf.to_container(entries[v]) if isinstance(v, str) and v in entries else v
