@@ -45,7 +45,9 @@ def independent_run(leaves: str | None = None) -> str:
 def test_a_run_waits_for_its_old_model_while_the_other_job_goes_on(tmp_path):
     marker, beside = str(tmp_path / "old-model"), str(tmp_path / "free-ran")
     tasks = [
-        Task("old", train_old_model, (marker, beside)),  # finishes only once `free` has run
+        # finishes only once `free` has run, and 2 s later: `free`'s result, already on its
+        # way back, is yielded first even on a loaded machine (with no margin it raced `old`).
+        Task("old", train_old_model, (marker, beside, 2.0)),
         Task("needs", run_on_old_model, (marker,), after="old"),  # before `free` in priority
         Task("free", independent_run, (beside,)),
     ]
